@@ -1,0 +1,221 @@
+//! Command line and environment: one [`Config`] passed down, no globals.
+//! Every flag has an environment variable so that the Helm chart can set it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::receiver_path::BaseUrl;
+
+/// Harbor webhook receiver for Kargo.
+#[derive(Debug, Parser)]
+#[command(name = "kargo-harbor-receiver", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller and the webhook server.
+    Run(Box<Config>),
+    /// Print the project's own CRDs (for clusters without Kargo) as YAML.
+    Crds,
+}
+
+/// How Secrets referenced by receivers are observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SecretAccess {
+    /// Metadata-only list/watch (cluster-wide, or in --watch-namespaces);
+    /// rotations propagate in about a second. Needs list/watch on Secrets.
+    Watch,
+    /// No list/watch: referenced Secrets are re-read every --secret-resync.
+    /// Needs only get on Secrets; rotations take up to that interval.
+    Get,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of `run`.
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Externally visible base URL of the webhook server; receiver URLs are
+    /// derived from it exactly as Kargo does (absolute http(s) URL).
+    #[arg(long, env = "EXTERNAL_WEBHOOK_SERVER_BASE_URL", value_parser = parse_base_url)]
+    pub base_url: BaseUrl,
+
+    /// Address for receiver paths, /healthz and /readyz.
+    #[arg(long, env = "LISTEN_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address for /metrics (Prometheus text format).
+    #[arg(long, env = "METRICS_LISTEN_ADDRESS", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// Namespace holding the Secrets of ClusterConfig receivers.
+    #[arg(
+        long,
+        env = "SYSTEM_RESOURCES_NAMESPACE",
+        default_value = "kargo-system-resources"
+    )]
+    pub system_resources_namespace: String,
+
+    /// PEM certificate chain; serves HTTPS when given (with --tls-key).
+    /// The files are re-read when they change.
+    #[arg(long, env = "TLS_CERT_PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "TLS_KEY_PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How referenced Secrets are observed: `watch` (metadata-only watch,
+    /// fast rotation) or `get` (periodic re-read, no list/watch permission).
+    #[arg(long, env = "SECRET_ACCESS", value_enum, default_value = "watch")]
+    pub secret_access: SecretAccess,
+
+    /// Limit the Secret watch to these namespaces (comma-separated); empty
+    /// means cluster-wide. Include the system resources namespace if you use
+    /// a ClusterConfig.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+
+    /// With --secret-access=get, how often referenced Secrets are re-read.
+    #[arg(long, env = "SECRET_RESYNC", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub secret_resync: Duration,
+
+    /// Periodic full reconcile, bounding drift.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Name of the coordination.k8s.io/v1 Lease used for leader election.
+    #[arg(long, env = "LEASE_NAME", default_value = "kargo-harbor-receiver")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (the pod's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// Lease duration; a new leader takes over within it.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// This replica's identity in the Lease (defaults to the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Maximum concurrent connections on the webhook listener.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Time allowed for a client to send the request headers.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Time allowed for a whole request, body and refreshes included.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Timeout of each API call made while Harbor waits for an answer.
+    #[arg(long, env = "API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub api_timeout: Duration,
+
+    /// Maximum concurrent Warehouse patches for one request.
+    #[arg(long, env = "REFRESH_CONCURRENCY", default_value_t = 16)]
+    pub refresh_concurrency: usize,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log format; RUST_LOG filters.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+}
+
+fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
+    BaseUrl::parse(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut argv = vec!["kargo-harbor-receiver", "run"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Run(c) => *c,
+            Command::Crds => unreachable!("parsed run"),
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&["--base-url", "https://kargo.example.com/webhook/"]).unwrap();
+        assert_eq!(c.base_url.base_path(), "/webhook");
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.metrics_listen, "0.0.0.0:9090".parse().unwrap());
+        assert_eq!(c.system_resources_namespace, "kargo-system-resources");
+        assert_eq!(c.secret_access, SecretAccess::Watch);
+        assert_eq!(c.resync_interval, Duration::from_secs(300));
+        assert!(c.tls_cert.is_none());
+    }
+
+    #[test]
+    fn invalid_input_is_refused_with_a_clear_error() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "--base-url"),
+            (
+                &["--base-url", "kargo.example.com"],
+                "absolute http:// or https://",
+            ),
+            (&["--base-url", "ftp://x"], "absolute http:// or https://"),
+            (
+                &["--base-url", "https://x", "--listen", "nope"],
+                "invalid socket address",
+            ),
+            (
+                &["--base-url", "https://x", "--tls-cert", "/c.pem"],
+                "--tls-key",
+            ),
+            (
+                &["--base-url", "https://x", "--secret-resync", "soon"],
+                "soon",
+            ),
+            (
+                &["--base-url", "https://x", "--secret-access", "list"],
+                "possible values",
+            ),
+        ];
+        for (args, needle) in cases {
+            let err = run(args).expect_err("must be refused").to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run").unwrap();
+        for arg in run.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            assert!(arg.get_env().is_some(), "--{id} has no env var");
+        }
+    }
+}
