@@ -1,1 +1,637 @@
-//! Tag matching per subscription (being written).
+//! Tag matching per subscription: would Kargo consider a pushed tag for this
+//! Warehouse subscription? Pure, no I/O.
+//!
+//! The rules port Kargo's selectors' `MatchesTag`/`MatchesVersion`
+//! (`pkg/image/*_selector.go`, `pkg/helm/chart/base_selector.go`), which is
+//! also what Kargo's own webhook receivers use to decide whether to refresh:
+//!
+//! * image, strategy `SemVer` or unset: not ignored by `ignoreTagsRegexes`,
+//!   allowed by `allowTagsRegexes` (empty = all), parses as a semantic version
+//!   and satisfies `constraint` if set. Parsing follows Kargo's
+//!   `pkg/controller/semver.Parse`: the tag must parse with Masterminds'
+//!   coercing `NewVersion` (a leading `v`, partial versions), and with
+//!   `strictSemvers` (Kargo's CRD default: true) the tag with one leading `v`
+//!   trimmed must also parse with `StrictNewVersion`. The constraint is checked
+//!   against the coerced version.
+//! * image, `Lexical` or `NewestBuild`: the regex rules only.
+//! * image, `Digest`: the tag equals `constraint` (the mutable tag followed).
+//! * chart: parses as a semantic version and satisfies `semverConstraint`.
+//!
+//! Regexes are compiled with Rust's `regex`, whose syntax is nearly that of
+//! Go's RE2 `regexp` and which, like Go's `MatchString`, searches unanchored.
+//! The differences (Rust's `\d`, `\w`, `\s`, `\b` are Unicode-aware, Go's are
+//! ASCII; Go accepts `\Q…\E`, Rust does not; Rust caps compiled size) do not
+//! change results on OCI tags, which are ASCII; a pattern Rust cannot compile
+//! is reported as a problem and the subscription accepts everything.
+//!
+//! Rules that cannot be evaluated make the filter accept every tag and record
+//! a problem for the caller to log: a spare refresh is cheap, a missed one is
+//! a bug.
+
+use kargo_api::{ChartSubscription, ImageSubscription};
+use masterminds_semver::{Constraints, Version};
+use regex::Regex;
+
+/// Compiled tag rules of one Warehouse subscription, built once per Warehouse
+/// generation.
+#[derive(Debug, Clone)]
+pub struct TagFilter {
+    rule: Rule,
+    problems: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    /// The rules could not be evaluated (see `problems`).
+    AcceptAll,
+    /// Image, `SemVer` strategy or unset.
+    SemVer {
+        regexes: TagRegexes,
+        strict: bool,
+        constraint: Option<Constraints>,
+    },
+    /// Image, `Lexical` or `NewestBuild`.
+    Regexes(TagRegexes),
+    /// Image, `Digest`: the one mutable tag followed.
+    Digest(String),
+    /// Chart.
+    Chart { constraint: Option<Constraints> },
+}
+
+/// `allowTagsRegexes` / `ignoreTagsRegexes`, as Kargo's tagBasedSelector
+/// applies them.
+#[derive(Debug, Clone, Default)]
+struct TagRegexes {
+    allow: Vec<Regex>,
+    ignore: Vec<Regex>,
+}
+
+impl TagRegexes {
+    fn compile(allow: &[String], ignore: &[String], problems: &mut Vec<String>) -> TagRegexes {
+        TagRegexes {
+            allow: compile_all("allowTagsRegexes", allow, problems),
+            ignore: compile_all("ignoreTagsRegexes", ignore, problems),
+        }
+    }
+
+    fn accepts(&self, tag: &str) -> bool {
+        if self.ignore.iter().any(|r| r.is_match(tag)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(tag))
+    }
+}
+
+fn compile_all(field: &str, patterns: &[String], problems: &mut Vec<String>) -> Vec<Regex> {
+    patterns
+        .iter()
+        .filter_map(|p| match Regex::new(p) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.push(format!("{field}: cannot compile {p:?}: {e}"));
+                None
+            }
+        })
+        .collect()
+}
+
+/// `Some(s)` for a non-empty string: Kargo treats `""` as unset.
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+fn parse_constraint(field: &str, c: &str, problems: &mut Vec<String>) -> Option<Constraints> {
+    match Constraints::parse(c) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(format!(
+                "{field}: cannot parse semver constraint {c:?}: {e}"
+            ));
+            None
+        }
+    }
+}
+
+impl TagFilter {
+    /// Compiles the tag rules of an image subscription.
+    pub fn for_image(sub: &ImageSubscription) -> TagFilter {
+        let mut problems = Vec::new();
+        // The deprecated fields are not evaluated: their meaning changed across
+        // Kargo releases, so guessing could miss a push.
+        if non_empty(&sub.allow_tags).is_some() {
+            problems.push(
+                "deprecated allowTags is set (use allowTagsRegexes); accepting every tag".into(),
+            );
+        }
+        if sub.ignore_tags.as_ref().is_some_and(|t| !t.is_empty()) {
+            problems.push(
+                "deprecated ignoreTags is set (use ignoreTagsRegexes); accepting every tag".into(),
+            );
+        }
+        // `constraint` wins over its deprecated alias when both are set.
+        let (constraint_field, constraint) = match non_empty(&sub.constraint) {
+            Some(c) => ("constraint", Some(c)),
+            None => ("semverConstraint", non_empty(&sub.semver_constraint)),
+        };
+
+        let rule = match sub.image_selection_strategy.as_deref().unwrap_or("") {
+            "" | "SemVer" => Rule::SemVer {
+                regexes: TagRegexes::compile(
+                    &sub.allow_tags_regexes,
+                    &sub.ignore_tags_regexes,
+                    &mut problems,
+                ),
+                // Kargo's CRD defaults strictSemvers to true.
+                strict: sub.strict_semvers.unwrap_or(true),
+                constraint: constraint
+                    .and_then(|c| parse_constraint(constraint_field, c, &mut problems)),
+            },
+            "Lexical" | "NewestBuild" => Rule::Regexes(TagRegexes::compile(
+                &sub.allow_tags_regexes,
+                &sub.ignore_tags_regexes,
+                &mut problems,
+            )),
+            // Kargo's digest selector ignores the regexes.
+            "Digest" => match constraint {
+                Some(tag) => Rule::Digest(tag.to_owned()),
+                None => {
+                    problems
+                        .push("strategy Digest without a constraint (the tag to follow)".into());
+                    Rule::AcceptAll
+                }
+            },
+            other => {
+                problems.push(format!("unknown imageSelectionStrategy {other:?}"));
+                Rule::AcceptAll
+            }
+        };
+        TagFilter::new(rule, problems)
+    }
+
+    /// Compiles the version rules of a chart subscription.
+    pub fn for_chart(sub: &ChartSubscription) -> TagFilter {
+        let mut problems = Vec::new();
+        let constraint = non_empty(&sub.semver_constraint)
+            .and_then(|c| parse_constraint("semverConstraint", c, &mut problems));
+        TagFilter::new(Rule::Chart { constraint }, problems)
+    }
+
+    fn new(rule: Rule, problems: Vec<String>) -> TagFilter {
+        let rule = if problems.is_empty() {
+            rule
+        } else {
+            Rule::AcceptAll
+        };
+        TagFilter { rule, problems }
+    }
+
+    /// Would Kargo consider this pushed tag (or digest, for a push by digest)
+    /// for this subscription?
+    pub fn accepts(&self, tag: &str) -> bool {
+        match &self.rule {
+            Rule::AcceptAll => true,
+            Rule::SemVer {
+                regexes,
+                strict,
+                constraint,
+            } => {
+                if !regexes.accepts(tag) {
+                    return false;
+                }
+                let Ok(v) = Version::parse(tag) else {
+                    return false;
+                };
+                if *strict {
+                    // Kargo trims one leading "v" before the strict parse.
+                    let bare = tag.strip_prefix('v').unwrap_or(tag);
+                    if Version::parse_strict(bare).is_err() {
+                        return false;
+                    }
+                }
+                constraint.as_ref().is_none_or(|c| c.matches(&v))
+            }
+            Rule::Regexes(regexes) => regexes.accepts(tag),
+            Rule::Digest(followed) => followed == tag,
+            Rule::Chart { constraint } => {
+                // Kargo's webhook check parses the version with NewVersion;
+                // its OCI discovery parses tags with StrictNewVersion after
+                // mapping `_` back to `+` (OCI tags cannot hold `+`, so Helm
+                // writes build metadata with `_`). Accepting what either would
+                // accept means a pushed `1.2.3_build.1` is not missed.
+                let Ok(v) = Version::parse(&tag.replace('_', "+")) else {
+                    return false;
+                };
+                constraint.as_ref().is_none_or(|c| c.matches(&v))
+            }
+        }
+    }
+
+    /// Why the rules could not be evaluated (bad regex, bad constraint,
+    /// deprecated allowTags/ignoreTags, unknown strategy); such a filter
+    /// accepts everything.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:4a5f1c2b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+
+    fn image(strategy: Option<&str>, constraint: Option<&str>) -> ImageSubscription {
+        ImageSubscription {
+            repo_url: "harbor.example.com/library/app".into(),
+            image_selection_strategy: strategy.map(str::to_owned),
+            constraint: constraint.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    fn with_regexes(
+        mut sub: ImageSubscription,
+        allow: &[&str],
+        ignore: &[&str],
+    ) -> ImageSubscription {
+        sub.allow_tags_regexes = allow.iter().map(|s| s.to_string()).collect();
+        sub.ignore_tags_regexes = ignore.iter().map(|s| s.to_string()).collect();
+        sub
+    }
+
+    fn lax(mut sub: ImageSubscription) -> ImageSubscription {
+        sub.strict_semvers = Some(false);
+        sub
+    }
+
+    fn chart(constraint: Option<&str>) -> ChartSubscription {
+        ChartSubscription {
+            repo_url: "oci://harbor.example.com/charts/app".into(),
+            name: None,
+            semver_constraint: constraint.map(str::to_owned),
+        }
+    }
+
+    /// (case, filter, tag, accepted, has problems)
+    fn rows() -> Vec<(&'static str, TagFilter, &'static str, bool, bool)> {
+        let semver = || TagFilter::for_image(&image(None, None));
+        let caret = || TagFilter::for_image(&image(None, Some("^1.2")));
+        let deprecated_alias = || {
+            TagFilter::for_image(&ImageSubscription {
+                semver_constraint: Some("~1.2".into()),
+                ..image(None, None)
+            })
+        };
+        let both = || {
+            TagFilter::for_image(&ImageSubscription {
+                semver_constraint: Some("^1".into()),
+                ..image(Some("SemVer"), Some("^2"))
+            })
+        };
+        let allow_v = || TagFilter::for_image(&with_regexes(image(None, None), &["^v"], &[]));
+        let ignore_rc =
+            || TagFilter::for_image(&with_regexes(image(None, Some(">=1.0.0-0")), &[], &["-rc"]));
+        let allow_and_ignore =
+            || TagFilter::for_image(&with_regexes(image(None, None), &["^1\\."], &["^1\\.0\\."]));
+        let lexical = || TagFilter::for_image(&image(Some("Lexical"), Some("not a constraint")));
+        let nightly = || {
+            TagFilter::for_image(&with_regexes(
+                image(Some("Lexical"), None),
+                &["^nightly-"],
+                &[],
+            ))
+        };
+        let newest = || {
+            TagFilter::for_image(&with_regexes(
+                image(Some("NewestBuild"), None),
+                &[],
+                &["^sha256:"],
+            ))
+        };
+        let digest = || TagFilter::for_image(&image(Some("Digest"), Some("latest")));
+        let deprecated_allow = || {
+            TagFilter::for_image(&ImageSubscription {
+                allow_tags: Some("^v".into()),
+                ..image(None, None)
+            })
+        };
+        let deprecated_ignore = || {
+            TagFilter::for_image(&ImageSubscription {
+                ignore_tags: Some(vec!["latest".into()]),
+                ..image(None, None)
+            })
+        };
+        vec![
+            // SemVer (unset strategy), strict by default.
+            ("semver strict", semver(), "1.2.3", true, false),
+            ("semver strict, leading v", semver(), "v1.2.3", true, false),
+            ("semver strict, partial", semver(), "1.2", false, false),
+            (
+                "semver strict, leading zero",
+                semver(),
+                "01.2.3",
+                false,
+                false,
+            ),
+            (
+                "semver strict, metadata",
+                semver(),
+                "1.2.3+build.7",
+                true,
+                false,
+            ),
+            ("semver strict, two v", semver(), "vv1.2.3", false, false),
+            ("semver, not a version", semver(), "latest", false, false),
+            ("semver, push by digest", semver(), DIGEST, false, false),
+            (
+                "semver, OCI-style metadata",
+                semver(),
+                "1.2.3_build",
+                false,
+                false,
+            ),
+            // strictSemvers: false uses the coercing parse.
+            (
+                "semver lax, partial",
+                TagFilter::for_image(&lax(image(None, None))),
+                "1.2",
+                true,
+                false,
+            ),
+            (
+                "semver lax, v1",
+                TagFilter::for_image(&lax(image(None, None))),
+                "v1",
+                true,
+                false,
+            ),
+            (
+                "semver lax, leading zero",
+                TagFilter::for_image(&lax(image(None, None))),
+                "01.2.3",
+                true,
+                false,
+            ),
+            (
+                "semver lax, not a version",
+                TagFilter::for_image(&lax(image(None, None))),
+                "latest",
+                false,
+                false,
+            ),
+            (
+                "semver lax + constraint",
+                TagFilter::for_image(&lax(image(None, Some("~1.2")))),
+                "v1.2",
+                true,
+                false,
+            ),
+            // Constraints, Masterminds semantics.
+            ("caret inside", caret(), "1.9.0", true, false),
+            ("caret next major", caret(), "2.0.0", false, false),
+            ("caret prerelease", caret(), "1.3.0-rc.1", false, false),
+            (
+                "prerelease constraint",
+                TagFilter::for_image(&image(None, Some(">=1.0.0-0"))),
+                "1.3.0-rc.1",
+                true,
+                false,
+            ),
+            (
+                "|| and hyphen range",
+                TagFilter::for_image(&image(None, Some("1.0 - 1.4 || ^3"))),
+                "3.2.1",
+                true,
+                false,
+            ),
+            (
+                "deprecated semverConstraint",
+                deprecated_alias(),
+                "1.2.5",
+                true,
+                false,
+            ),
+            (
+                "deprecated semverConstraint, outside",
+                deprecated_alias(),
+                "1.3.0",
+                false,
+                false,
+            ),
+            ("constraint wins over alias", both(), "2.1.0", true, false),
+            (
+                "constraint wins over alias, outside",
+                both(),
+                "1.5.0",
+                false,
+                false,
+            ),
+            // Regexes on SemVer.
+            ("allow ^v", allow_v(), "v1.2.3", true, false),
+            ("allow ^v, no v", allow_v(), "1.2.3", false, false),
+            ("ignore -rc", ignore_rc(), "1.2.3-rc.1", false, false),
+            (
+                "ignore -rc, other prerelease",
+                ignore_rc(),
+                "1.2.3-beta.1",
+                true,
+                false,
+            ),
+            (
+                "ignore beats allow",
+                allow_and_ignore(),
+                "1.0.5",
+                false,
+                false,
+            ),
+            (
+                "allow matches, not ignored",
+                allow_and_ignore(),
+                "1.1.0",
+                true,
+                false,
+            ),
+            // Lexical and NewestBuild: regexes only, constraint unused.
+            ("lexical, any tag", lexical(), "latest", true, false),
+            ("lexical, digest", lexical(), DIGEST, true, false),
+            (
+                "lexical allow nightly",
+                nightly(),
+                "nightly-20240101",
+                true,
+                false,
+            ),
+            (
+                "lexical allow nightly, release",
+                nightly(),
+                "1.2.3",
+                false,
+                false,
+            ),
+            (
+                "newest build ignores digests",
+                newest(),
+                DIGEST,
+                false,
+                false,
+            ),
+            ("newest build, branch tag", newest(), "main", true, false),
+            // Digest: the followed tag only.
+            ("digest, followed tag", digest(), "latest", true, false),
+            ("digest, push by digest", digest(), DIGEST, false, false),
+            ("digest, other tag", digest(), "v1.2.3", false, false),
+            // Rules that cannot be evaluated accept everything.
+            (
+                "digest without constraint",
+                TagFilter::for_image(&image(Some("Digest"), None)),
+                "anything",
+                true,
+                true,
+            ),
+            (
+                "bad allow regex",
+                TagFilter::for_image(&with_regexes(image(None, None), &["("], &[])),
+                "latest",
+                true,
+                true,
+            ),
+            (
+                "bad ignore regex",
+                TagFilter::for_image(&with_regexes(image(Some("Lexical"), None), &[], &["[a-"])),
+                "x",
+                true,
+                true,
+            ),
+            (
+                "Go-only regex syntax",
+                TagFilter::for_image(&with_regexes(image(None, None), &["\\Q1.2\\E"], &[])),
+                DIGEST,
+                true,
+                true,
+            ),
+            (
+                "bad constraint",
+                TagFilter::for_image(&image(None, Some("foo"))),
+                "not-a-version",
+                true,
+                true,
+            ),
+            (
+                "deprecated allowTags",
+                deprecated_allow(),
+                "1.2.3",
+                true,
+                true,
+            ),
+            (
+                "deprecated ignoreTags",
+                deprecated_ignore(),
+                "latest",
+                true,
+                true,
+            ),
+            (
+                "unknown strategy",
+                TagFilter::for_image(&image(Some("Newest"), None)),
+                "x",
+                true,
+                true,
+            ),
+            // Charts: coercing parse, `_` read as `+`.
+            (
+                "chart, version",
+                TagFilter::for_chart(&chart(None)),
+                "1.2.3",
+                true,
+                false,
+            ),
+            (
+                "chart, partial with v",
+                TagFilter::for_chart(&chart(None)),
+                "v1.2",
+                true,
+                false,
+            ),
+            (
+                "chart, not a version",
+                TagFilter::for_chart(&chart(None)),
+                "latest",
+                false,
+                false,
+            ),
+            (
+                "chart, push by digest",
+                TagFilter::for_chart(&chart(None)),
+                DIGEST,
+                false,
+                false,
+            ),
+            (
+                "chart, OCI build metadata",
+                TagFilter::for_chart(&chart(Some("=1.2.3"))),
+                "1.2.3_build.1",
+                true,
+                false,
+            ),
+            (
+                "chart, AND constraint",
+                TagFilter::for_chart(&chart(Some(">=1.2 <2"))),
+                "1.5.0",
+                true,
+                false,
+            ),
+            (
+                "chart, AND constraint, outside",
+                TagFilter::for_chart(&chart(Some(">=1.2 <2"))),
+                "2.0.0",
+                false,
+                false,
+            ),
+            (
+                "chart, prerelease",
+                TagFilter::for_chart(&chart(Some(">=1.2 <2"))),
+                "1.5.0-rc.1",
+                false,
+                false,
+            ),
+            (
+                "chart, empty constraint",
+                TagFilter::for_chart(&chart(Some(""))),
+                "0.0.1",
+                true,
+                false,
+            ),
+            (
+                "chart, bad constraint",
+                TagFilter::for_chart(&chart(Some(">= bar"))),
+                "latest",
+                true,
+                true,
+            ),
+        ]
+    }
+
+    #[test]
+    fn tag_filter_table() {
+        let rows = rows();
+        assert!(rows.len() >= 30);
+        let mut failures = Vec::new();
+        for (case, filter, tag, accepted, has_problems) in rows {
+            if filter.accepts(tag) != accepted {
+                failures.push(format!("{case}: accepts({tag:?}) should be {accepted}"));
+            }
+            if filter.problems().is_empty() == has_problems {
+                failures.push(format!("{case}: problems {:?}", filter.problems()));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn problems_name_the_cause() {
+        let f = TagFilter::for_image(&with_regexes(image(None, Some("foo")), &["("], &[]));
+        let problems = f.problems().join("\n");
+        assert!(problems.contains("allowTagsRegexes"), "{problems}");
+        assert!(problems.contains("constraint"), "{problems}");
+    }
+}
