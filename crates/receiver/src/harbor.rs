@@ -141,7 +141,8 @@ mod tests {
         // (file, format, is push, [(resource_url, tag)])
         let app = "harbor.example.com/library/app:1.2.3";
         let digest = "sha256:9b2a28eb47540823042a2ba401386845089bb7b62a9637d55816132c4c3c36eb";
-        let cases: Vec<(&str, Format, bool, Vec<(String, &str)>)> = vec![
+        type Row<'a> = (&'a str, Format, bool, Vec<(String, &'a str)>);
+        let cases: Vec<Row> = vec![
             (
                 "push-tag.json",
                 Format::Default,

@@ -6,14 +6,16 @@
 //! index) has no I/O; the controller, the HTTP server and the refresher are
 //! the edges that talk to the API server and to Harbor.
 
+pub mod app;
 pub mod config;
+pub mod controller;
 pub mod harbor;
+pub mod index;
+pub mod metrics;
 pub mod receiver_path;
 pub mod repository;
+pub mod server;
 pub mod tags;
 pub mod token;
 
-/// Runs the controller and the webhook server until SIGTERM/SIGINT.
-pub async fn run(_config: config::Config) -> Result<(), std::io::Error> {
-    Err(std::io::Error::other("run is not wired yet"))
-}
+pub use app::run;
