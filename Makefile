@@ -1,0 +1,32 @@
+# Development workflow. `make help` lists the targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: help build test unit lint fmt bench demo crds chart
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## Build every crate and the binaries
+	$(CARGO) build --workspace --all-targets
+
+test: ## Run every test: unit, kube-emulator, end-to-end, chart validation
+	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --workspace --doc
+	bash hack/chart/validate.sh
+
+lint: ## Formatting check and clippy with warnings denied
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: ## Criterion benchmark of the per-request hot path
+	$(CARGO) bench -p kargo-harbor-receiver --bench hot_path
+
+demo: ## Local demo: emulated API server, the receiver, a Harbor push
+	bash hack/demo.sh
+
+crds: ## Print the project's generated CRDs
+	@$(CARGO) run -q -p kargo-harbor-receiver -- crds
