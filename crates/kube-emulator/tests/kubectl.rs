@@ -1,0 +1,473 @@
+//! The real `/usr/bin/kubectl` against the emulator, without extra flags.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use kube_emulator::{kargo_crd_dir, Emulator, EmulatorOptions, Handle};
+use tokio::io::AsyncWriteExt;
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn kubectl(h: &Handle, home: &Path, args: &[&str], stdin: Option<&str>) -> Out {
+    let mut cmd = tokio::process::Command::new("kubectl");
+    cmd.args(args)
+        .env("KUBECONFIG", h.kubeconfig_path())
+        .env("HOME", home)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl is installed");
+    if let Some(s) = stdin {
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(s.as_bytes()).await.unwrap();
+        drop(i);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl finished in time")
+        .unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Run kubectl and require success with an empty stderr.
+async fn ok(h: &Handle, home: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let o = kubectl(h, home, args, stdin).await;
+    assert!(
+        o.ok && o.stderr.is_empty(),
+        "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+        o.stdout,
+        o.stderr
+    );
+    o.stdout
+}
+
+async fn bare() -> (Handle, tempfile::TempDir) {
+    let h = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    (h, tempfile::tempdir().unwrap())
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: kargo-demo
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: harbor-wh-secret
+  namespace: kargo-demo
+stringData:
+  auth-header: test-auth-token-123
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: ProjectConfig
+metadata:
+  name: kargo-demo
+  namespace: kargo-demo
+spec:
+  webhookReceivers:
+  - name: harbor-wh-receiver
+    harbor:
+      secretRef:
+        name: harbor-wh-secret
+"#;
+
+#[tokio::test]
+async fn apply_crds_and_objects_then_update() {
+    let (h, home) = bare().await;
+    let crds = kargo_crd_dir();
+    let crds = crds.to_str().unwrap();
+    let out = ok(&h, home.path(), &["apply", "-f", crds], None).await;
+    assert_eq!(out.matches(" created").count(), 3, "{out}");
+    let out = ok(&h, home.path(), &["apply", "-f", crds], None).await;
+    assert_eq!(out.matches(" unchanged").count(), 3, "{out}");
+
+    let out = ok(&h, home.path(), &["apply", "-f", "-"], Some(MANIFEST)).await;
+    assert!(out.contains("namespace/kargo-demo created"), "{out}");
+    assert!(out.contains("secret/harbor-wh-secret created"), "{out}");
+    assert!(
+        out.contains("projectconfig.kargo.akuity.io/kargo-demo created"),
+        "{out}"
+    );
+
+    let changed = MANIFEST.replace("harbor-wh-receiver", "renamed-receiver");
+    let out = ok(&h, home.path(), &["apply", "-f", "-"], Some(&changed)).await;
+    assert!(out.contains("namespace/kargo-demo unchanged"), "{out}");
+    assert!(
+        out.contains("projectconfig.kargo.akuity.io/kargo-demo configured"),
+        "{out}"
+    );
+    let name = ok(
+        &h,
+        home.path(),
+        &[
+            "get",
+            "projectconfigs",
+            "kargo-demo",
+            "-n",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.spec.webhookReceivers[0].name}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(name, "renamed-receiver");
+    let gen = ok(
+        &h,
+        home.path(),
+        &[
+            "get",
+            "projectconfig",
+            "kargo-demo",
+            "-n",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(gen, "2");
+    let token = ok(
+        &h,
+        home.path(),
+        &[
+            "get",
+            "secret",
+            "harbor-wh-secret",
+            "-n",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.data.auth-header}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        token,
+        kube_emulator::util::b64_encode(b"test-auth-token-123")
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply() {
+    let (h, home) = bare().await;
+    let crds = kargo_crd_dir();
+    ok(
+        &h,
+        home.path(),
+        &["apply", "--server-side", "-f", crds.to_str().unwrap()],
+        None,
+    )
+    .await;
+    let out = ok(
+        &h,
+        home.path(),
+        &["apply", "--server-side", "-f", "-"],
+        Some(MANIFEST),
+    )
+    .await;
+    assert_eq!(out.matches("serverside-applied").count(), 3, "{out}");
+    let out = ok(
+        &h,
+        home.path(),
+        &["apply", "--server-side", "-f", "-"],
+        Some(MANIFEST),
+    )
+    .await;
+    assert_eq!(out.matches("serverside-applied").count(), 3, "{out}");
+    // Another manager changing a field owned by kubectl: conflict unless forced.
+    let changed = MANIFEST.replace("harbor-wh-receiver", "other");
+    let o = kubectl(
+        &h,
+        home.path(),
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "someone-else",
+            "-f",
+            "-",
+        ],
+        Some(&changed),
+    )
+    .await;
+    assert!(!o.ok, "conflict expected: {}", o.stdout);
+    assert!(o.stderr.contains("conflict"), "{}", o.stderr);
+    ok(
+        &h,
+        home.path(),
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "someone-else",
+            "-f",
+            "-",
+        ],
+        Some(&changed),
+    )
+    .await;
+    let name = ok(
+        &h,
+        home.path(),
+        &[
+            "get",
+            "projectconfig",
+            "kargo-demo",
+            "-n",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.spec.webhookReceivers[0].name}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(name, "other");
+    assert!(h.requests().iter().any(|r| r.method == "PATCH"
+        && r.content_type.as_deref() == Some("application/apply-patch+yaml")));
+}
+
+#[tokio::test]
+async fn typed_create_commands_send_protobuf() {
+    let (h, home) = bare().await;
+    let out = ok(
+        &h,
+        home.path(),
+        &["create", "namespace", "kargo-demo"],
+        None,
+    )
+    .await;
+    assert_eq!(out.trim(), "namespace/kargo-demo created");
+    let out = ok(
+        &h,
+        home.path(),
+        &[
+            "create",
+            "secret",
+            "generic",
+            "harbor-wh-secret",
+            "-n",
+            "kargo-demo",
+            "--from-literal=auth-header=s3cret",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.trim(), "secret/harbor-wh-secret created");
+    let out = ok(
+        &h,
+        home.path(),
+        &[
+            "create",
+            "configmap",
+            "cm",
+            "-n",
+            "kargo-demo",
+            "--from-literal=a=b",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.trim(), "configmap/cm created");
+    let protobuf_posts = h
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.content_type.as_deref().unwrap_or("").contains("protobuf")
+                && r.status == 201
+        })
+        .count();
+    assert_eq!(protobuf_posts, 3);
+    let v = ok(
+        &h,
+        home.path(),
+        &[
+            "get",
+            "secret",
+            "harbor-wh-secret",
+            "-n",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.data.auth-header}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(v, kube_emulator::util::b64_encode(b"s3cret"));
+    let v = ok(
+        &h,
+        home.path(),
+        &[
+            "get",
+            "configmap",
+            "cm",
+            "-n",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.data.a}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(v, "b");
+    let out = ok(
+        &h,
+        home.path(),
+        &["get", "secrets", "-n", "kargo-demo"],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("harbor-wh-secret") && out.contains("Opaque"),
+        "{out}"
+    );
+    let o = kubectl(
+        &h,
+        home.path(),
+        &["create", "namespace", "kargo-demo"],
+        None,
+    )
+    .await;
+    assert!(!o.ok && o.stderr.contains("AlreadyExists"), "{}", o.stderr);
+}
+
+#[tokio::test]
+async fn patch_status_get_table_and_delete() {
+    let h = Emulator::start(
+        EmulatorOptions::default()
+            .with_crd(kargo_crd_dir().join("projectconfigs.yaml"))
+            .with_crd(kargo_crd_dir().join("warehouses.yaml")),
+    )
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    ok(&h, home, &["apply", "-f", "-"], Some(MANIFEST)).await;
+    let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Synced","message":"all good","lastTransitionTime":"2025-01-01T00:00:00Z"}]}}"#;
+    let out = ok(
+        &h,
+        home,
+        &[
+            "patch",
+            "projectconfig",
+            "kargo-demo",
+            "-n",
+            "kargo-demo",
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            patch,
+        ],
+        None,
+    )
+    .await;
+    assert!(out.contains("patched"), "{out}");
+    let r = ok(
+        &h,
+        home,
+        &[
+            "get",
+            "projectconfigs",
+            "kargo-demo",
+            "-n",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.status.conditions[0].reason}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r, "Synced");
+    // Printer columns from the CRD.
+    let table = ok(
+        &h,
+        home,
+        &["get", "projectconfigs", "-n", "kargo-demo"],
+        None,
+    )
+    .await;
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.contains("READY") && header.contains("STATUS") && header.contains("AGE"),
+        "{table}"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.contains("kargo-demo") && row.contains("True") && row.contains("all good"),
+        "{table}"
+    );
+
+    // An invalid condition (empty reason) is rejected with 422.
+    let bad = patch.replace("Synced", "");
+    let o = kubectl(
+        &h,
+        home,
+        &[
+            "patch",
+            "projectconfig",
+            "kargo-demo",
+            "-n",
+            "kargo-demo",
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            &bad,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !o.ok
+            && o.stderr.contains("is invalid")
+            && o.stderr.contains("status.conditions[0].reason"),
+        "{}",
+        o.stderr
+    );
+
+    let out = ok(
+        &h,
+        home,
+        &["delete", "projectconfig", "kargo-demo", "-n", "kargo-demo"],
+        None,
+    )
+    .await;
+    assert!(out.contains("deleted"), "{out}");
+    let o = kubectl(
+        &h,
+        home,
+        &["get", "projectconfig", "kargo-demo", "-n", "kargo-demo"],
+        None,
+    )
+    .await;
+    assert!(!o.ok && o.stderr.contains("NotFound"), "{}", o.stderr);
+    let out = ok(&h, home, &["delete", "namespace", "kargo-demo"], None).await;
+    assert!(out.contains("deleted"), "{out}");
+    let o = kubectl(
+        &h,
+        home,
+        &["get", "secret", "harbor-wh-secret", "-n", "kargo-demo"],
+        None,
+    )
+    .await;
+    assert!(!o.ok && o.stderr.contains("NotFound"), "{}", o.stderr);
+}
