@@ -421,6 +421,21 @@ fn truncate(v: &Value) -> String {
     }
 }
 
+/// The `openAPIV3Schema` of `version` in a CRD object (`None` when absent).
+///
+/// ```
+/// let text = std::fs::read_to_string(kube_emulator::kargo_crd_dir().join("projectconfigs.yaml")).unwrap();
+/// let crd: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+/// assert!(kube_emulator::schema::crd_schema(&crd, "v1alpha1").is_some());
+/// ```
+pub fn crd_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
+    crd.pointer("/spec/versions")?
+        .as_array()?
+        .iter()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(version))?
+        .pointer("/schema/openAPIV3Schema")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

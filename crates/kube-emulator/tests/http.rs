@@ -1,0 +1,599 @@
+//! Wire-level behaviour checked with a raw HTTP client.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use kube_emulator::{EmulatorOptions, Handle};
+use serde_json::{json, Value};
+
+struct Resp {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn lines(&self) -> Vec<Value> {
+        self.body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+}
+
+async fn req(
+    h: &Handle,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Resp {
+    let stream = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let r = send
+        .send_request(b.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = tokio::time::timeout(Duration::from_secs(10), r.into_body().collect())
+        .await
+        .expect("body completes")
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Resp {
+        status,
+        content_type,
+        body,
+    }
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+async fn create_ns(h: &Handle, name: &str) {
+    let r = req(
+        h,
+        "POST",
+        "/api/v1/namespaces",
+        &[JSON],
+        json!({"metadata": {"name": name}}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+}
+
+async fn create_cm(h: &Handle, name: &str, labels: Value) -> Value {
+    let r = req(
+        h,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        &[JSON],
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+#[tokio::test]
+async fn discovery_documents() {
+    let h = common::start().await;
+    let agg =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let r = req(&h, "GET", "/apis", &[("accept", agg)], "").await;
+    assert_eq!(r.content_type, kube_emulator::discovery::AGGREGATED_V2);
+    let v = r.json();
+    assert_eq!(v["kind"], "APIGroupDiscoveryList");
+    let kargo = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == "kargo.akuity.io")
+        .unwrap();
+    let pcs = kargo["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "projectconfigs")
+        .unwrap();
+    assert_eq!(pcs["scope"], "Namespaced");
+    assert_eq!(pcs["subresources"][0]["subresource"], "status");
+    let r = req(&h, "GET", "/apis", &[], "").await;
+    assert_eq!(r.json()["kind"], "APIGroupList");
+    let r = req(&h, "GET", "/api/v1", &[], "").await;
+    let names: Vec<String> = r.json()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    for n in [
+        "namespaces",
+        "namespaces/status",
+        "secrets",
+        "configmaps",
+        "events",
+    ] {
+        assert!(names.contains(&n.to_string()), "{n} in {names:?}");
+    }
+    let r = req(&h, "GET", "/apis/coordination.k8s.io/v1", &[], "").await;
+    assert_eq!(r.json()["resources"][0]["name"], "leases");
+    let r = req(
+        &h,
+        "GET",
+        "/openapi/v2",
+        &[("accept", kube_emulator::discovery::OPENAPI_V2_PROTO)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.content_type.as_str()),
+        (200, kube_emulator::discovery::OPENAPI_V2_PROTO)
+    );
+    assert_eq!(&r.body[..5], b"\x0a\x032.0");
+    let r = req(&h, "GET", "/version", &[], "").await;
+    assert_eq!(r.json()["minor"], "32");
+    let r = req(&h, "GET", "/apis/nope/v1/things", &[], "").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["kind"], "Status");
+}
+
+#[tokio::test]
+async fn watch_semantics() {
+    let h = common::start_with(EmulatorOptions {
+        bookmark_interval: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let a = create_cm(&h, "a", json!({"app": "x"})).await;
+    let rv_a: u64 = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    create_cm(&h, "b", json!({"app": "y"})).await;
+
+    // Events strictly after the given resourceVersion, then bookmarks, until timeoutSeconds.
+    let path = format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv_a}&allowWatchBookmarks=true&timeoutSeconds=1");
+    let r = req(&h, "GET", &path, &[], "").await;
+    let evs = r.lines();
+    assert_eq!(evs[0]["type"], "ADDED");
+    assert_eq!(evs[0]["object"]["metadata"]["name"], "b");
+    assert!(evs.iter().skip(1).all(|e| e["type"] == "BOOKMARK"));
+    assert!(evs.len() >= 3, "bookmarks were sent: {evs:?}");
+
+    // Label-selected watch: a relabelled object leaves the selection as DELETED.
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={}&labelSelector=app%3Dx&timeoutSeconds=1",
+        h.resource_version()
+    );
+    let addr = h.addr();
+    let handle = tokio::spawn(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let r = send
+            .send_request(
+                http::Request::get(path)
+                    .header("host", "x")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        r.into_body().collect().await.unwrap().to_bytes()
+    });
+    // No wait needed: the watch starts from an explicit resourceVersion, so later events are replayed.
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/a",
+        &[("content-type", "application/merge-patch+json")],
+        r#"{"metadata":{"labels":{"app":"z"}}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/b",
+        &[("content-type", "application/merge-patch+json")],
+        r#"{"metadata":{"labels":{"app":"x"}}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let body = handle.await.unwrap();
+    let evs: Vec<Value> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let seen: Vec<(String, String)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["object"]["metadata"]["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("DELETED".into(), "a".into()), ("ADDED".into(), "b".into())]
+    );
+
+    // Streaming list.
+    let r = req(&h, "GET", "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1", &[], "").await;
+    let evs = r.lines();
+    assert_eq!(evs.iter().filter(|e| e["type"] == "ADDED").count(), 2);
+    assert_eq!(evs[2]["type"], "BOOKMARK");
+    assert_eq!(
+        evs[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // Metadata-only watch.
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1",
+        &[(
+            "accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )],
+        "",
+    )
+    .await;
+    let evs = r.lines();
+    assert_eq!(evs[0]["object"]["kind"], "PartialObjectMetadata");
+    assert!(evs[0]["object"].get("data").is_none());
+
+    // 410 after compaction, as an ERROR event in a 200 stream.
+    h.compact();
+    let r = req(
+        &h,
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv_a}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let evs = r.lines();
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["type"], "ERROR");
+    assert_eq!(evs[0]["object"]["code"], 410);
+    assert_eq!(evs[0]["object"]["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn history_retention_expires_old_versions() {
+    let h = kube_emulator::Emulator::start(EmulatorOptions {
+        history_retention: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let first = create_cm(&h, "c0", json!({})).await;
+    for i in 1..5 {
+        create_cm(&h, &format!("c{i}"), json!({})).await;
+    }
+    let rv = first["metadata"]["resourceVersion"].as_str().unwrap();
+    let r = req(
+        &h,
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.lines()[0]["object"]["code"], 410);
+}
+
+#[tokio::test]
+async fn lists_tables_and_metadata() {
+    let h = common::start().await;
+    for i in 0..5 {
+        create_cm(
+            &h,
+            &format!("cm{i}"),
+            json!({"n": i.to_string(), "even": (i % 2 == 0).to_string()}),
+        )
+        .await;
+    }
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?labelSelector=even%3Dtrue,n+notin+(4)",
+        &[],
+        "",
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["kind"], "ConfigMapList");
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/configmaps?fieldSelector=metadata.name%3Dcm3",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.json()["items"][0]["metadata"]["name"], "cm3");
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?limit=2",
+        &[],
+        "",
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let cont = v["metadata"]["continue"].as_str().unwrap().to_string();
+    let r = req(
+        &h,
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={cont}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 3);
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        &[(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )],
+        "",
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["kind"], "PartialObjectMetadataList");
+    assert!(v["items"][0].get("data").is_none());
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        &[(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )],
+        "",
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["kind"], "Table");
+    assert_eq!(v["rows"].as_array().unwrap().len(), 5);
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?labelSelector=in+in",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn writes_and_errors() {
+    let h = common::start().await;
+    create_ns(&h, "p").await;
+    // Namespaces have a status subresource: PUT of the main resource keeps status.
+    let ns = req(&h, "GET", "/api/v1/namespaces/p", &[], "").await.json();
+    let mut changed = ns.clone();
+    changed["status"] = json!({"phase": "Terminating"});
+    changed["metadata"]["labels"] = json!({"a": "b"});
+    let r = req(
+        &h,
+        "PUT",
+        "/api/v1/namespaces/p",
+        &[JSON],
+        changed.to_string(),
+    )
+    .await
+    .json();
+    assert_eq!(r["status"]["phase"], "Active");
+    assert_eq!(r["metadata"]["labels"]["a"], "b");
+    // Stale PUT: 409 Conflict Status.
+    let r = req(
+        &h,
+        "PUT",
+        "/api/v1/namespaces/p",
+        &[JSON],
+        changed.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    let s = r.json();
+    assert_eq!(
+        (
+            s["kind"].as_str(),
+            s["status"].as_str(),
+            s["reason"].as_str(),
+            s["code"].as_u64()
+        ),
+        (Some("Status"), Some("Failure"), Some("Conflict"), Some(409))
+    );
+    assert_eq!(s["details"]["kind"], "namespaces");
+
+    // Server-side apply: needs fieldManager; YAML body; create then merge.
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: '1'\n";
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/p/configmaps/applied",
+        &[("content-type", "application/apply-patch+yaml")],
+        yaml,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/p/configmaps/applied?fieldManager=me",
+        &[("content-type", "application/apply-patch+yaml")],
+        yaml,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let yaml2 = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  b: '2'\n";
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/p/configmaps/applied?fieldManager=me",
+        &[("content-type", "application/apply-patch+yaml")],
+        yaml2,
+    )
+    .await;
+    assert_eq!(
+        r.json()["data"],
+        json!({"b": "2"}),
+        "fields no longer applied by the manager are removed"
+    );
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/p/configmaps/applied?fieldManager=other",
+        &[("content-type", "application/apply-patch+yaml")],
+        yaml,
+    )
+    .await;
+    assert_eq!(r.json()["data"], json!({"a": "1", "b": "2"}));
+
+    // Unsupported patch type: 415.
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/p/configmaps/applied",
+        &[("content-type", "text/plain")],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    // Strategic merge patch on a built-in: treated as a merge patch.
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/p/configmaps/applied",
+        &[("content-type", "application/strategic-merge-patch+json")],
+        r#"{"data":{"c":"3"}}"#,
+    )
+    .await;
+    assert_eq!(r.json()["data"]["c"], "3");
+    // Method not allowed.
+    let r = req(&h, "PUT", "/api/v1/namespaces/p/configmaps", &[JSON], "{}").await;
+    assert_eq!(r.status, 405);
+    // Invalid name: 422.
+    let r = req(
+        &h,
+        "POST",
+        "/api/v1/namespaces/p/configmaps",
+        &[JSON],
+        r#"{"metadata":{"name":"Not_Valid"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    // Malformed JSON: 400.
+    let r = req(&h, "POST", "/api/v1/namespaces/p/configmaps", &[JSON], "{").await;
+    assert_eq!(r.status, 400);
+
+    // DELETE with a protobuf DeleteOptions body (as kubectl may send).
+    let mut opts = Vec::new();
+    kube_emulator::protobuf::encode_bytes_field(&mut opts, 4, b"Background");
+    let mut tm = Vec::new();
+    kube_emulator::protobuf::encode_bytes_field(&mut tm, 1, b"v1");
+    kube_emulator::protobuf::encode_bytes_field(&mut tm, 2, b"DeleteOptions");
+    let mut unknown = Vec::new();
+    kube_emulator::protobuf::encode_bytes_field(&mut unknown, 1, &tm);
+    kube_emulator::protobuf::encode_bytes_field(&mut unknown, 2, &opts);
+    let mut body = kube_emulator::protobuf::MAGIC.to_vec();
+    body.extend(unknown);
+    let r = req(
+        &h,
+        "DELETE",
+        "/api/v1/namespaces/p/configmaps/applied",
+        &[("content-type", "application/vnd.kubernetes.protobuf")],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["status"], "Success");
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/p/configmaps/applied",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "configmaps \"applied\" not found");
+}
+
+#[tokio::test]
+async fn admin_endpoints() {
+    let h = common::start().await;
+    let r = req(&h, "POST", "/_emulator/faults", &[JSON], r#"{"method":"GET","path":"/api/v1/namespaces/default","code":503,"retryAfter":2,"count":1}"#).await;
+    assert_eq!(r.status, 201);
+    let r = req(&h, "GET", "/api/v1/namespaces/default", &[], "").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["details"]["retryAfterSeconds"], 2);
+    let r = req(&h, "GET", "/api/v1/namespaces/default", &[], "").await;
+    assert_eq!(r.status, 200);
+    let log = req(&h, "GET", "/_emulator/requests", &[], "").await.json();
+    assert!(log
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["injectedFault"] == true && r["verb"] == "get"));
+    assert_eq!(
+        req(&h, "POST", "/_emulator/compact", &[], "").await.status,
+        200
+    );
+    assert_eq!(
+        req(&h, "POST", "/_emulator/drop-watches", &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        req(&h, "DELETE", "/_emulator/requests", &[], "")
+            .await
+            .status,
+        200
+    );
+    assert!(h.requests().len() <= 1);
+}
