@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""Structural checks of the rendered chart (run by hack/chart/validate.sh).
+
+    check_rendered.py CHART DEFAULT_YAML ALL_YAML
+
+DEFAULT_YAML and ALL_YAML are `helm template` output for the default values
+(plus baseURL) and for hack/chart/values-all.yaml. A few more value sets are
+rendered here in memory with the same Helm (hack/chart/helm.py). Checks:
+
+- every flag of crates/receiver/src/config.rs is set through its env var
+  (TLS_* and WATCH_NAMESPACES only when configured), POD_NAME/POD_NAMESPACE
+  from the downward API, the container runs `run`, ports http 8080 / metrics 9090;
+- the hardened pod and container securityContext, resources, probes on
+  /healthz and /readyz (HTTPS when TLS is on), the read-only TLS mount;
+- RBAC is exactly the expected rule set for each Secret access mode and scope,
+  every Role/ClusterRole is bound to the Deployment's ServiceAccount and to
+  nothing else, and a synthetic request log of the program passes rbac.py
+  with no forbidden request and no unused grant;
+- Service/ServiceMonitor/Ingress/PDB wiring, the CRDs equal files/crds.yaml;
+- invalid values are refused by values.schema.json and a missing baseURL by
+  the template's own `required` message.
+
+Prints one line per failed check and exits 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+import helm  # noqa: E402
+import rbac  # noqa: E402
+
+CONFIG_RS = REPO / "crates" / "receiver" / "src" / "config.rs"
+RELEASE = "khr"
+NAMESPACE = "kargo"
+FULLNAME = "khr-kargo-harbor-receiver"
+REQUIRED_MESSAGE = "baseURL is required"
+
+failures: list[str] = []
+passed = 0
+
+
+def expect(cond: bool, what: str) -> None:
+    global passed
+    if cond:
+        passed += 1
+    else:
+        failures.append(what)
+
+
+def load(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def render(chart: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    return load(helm.template(chart, values, name=RELEASE, namespace=NAMESPACE))
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    if len(found) != 1:
+        raise AssertionError(f"expected one {kind}, found {len(found)}")
+    return found[0]
+
+
+def kinds(docs: list[dict[str, Any]]) -> list[str]:
+    return [d["kind"] for d in docs]
+
+
+def env_vars_of_config() -> list[str]:
+    """The env var of every flag of `run`, read from config.rs."""
+    text = CONFIG_RS.read_text()
+    names = re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', text)
+    if not names:
+        raise AssertionError(f"no env = \"...\" found in {CONFIG_RS}")
+    return sorted(set(names))
+
+
+# ---------------------------------------------------------------------------
+
+
+def check_pod(docs: list[dict[str, Any]], label: str, *, tls: bool) -> None:
+    dep = one(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    psc = pod.get("securityContext") or {}
+    expect(psc.get("runAsNonRoot") is True, f"{label}: pod runAsNonRoot")
+    expect(psc.get("runAsUser") == 65532, f"{label}: pod runAsUser 65532")
+    expect((psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{label}: pod seccomp RuntimeDefault")
+    expect(pod.get("serviceAccountName") == FULLNAME, f"{label}: serviceAccountName")
+    expect(pod.get("automountServiceAccountToken") is True, f"{label}: token mounted (the program talks to the API)")
+    expect(not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), f"{label}: no host namespaces")
+    expect(dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(),
+           f"{label}: selector matches the pod labels")
+
+    containers = pod.get("containers", []) + pod.get("initContainers", [])
+    expect(len(pod.get("containers", [])) == 1, f"{label}: one container")
+    for c in containers:
+        where = f"{label}: container {c['name']}"
+        sc = c.get("securityContext") or {}
+        expect(sc.get("runAsNonRoot") is True, f"{where}: runAsNonRoot")
+        expect(sc.get("runAsUser") == 65532, f"{where}: runAsUser 65532")
+        expect(sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem")
+        expect(sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation false")
+        expect(sc.get("privileged") in (None, False), f"{where}: not privileged")
+        caps = sc.get("capabilities") or {}
+        expect("ALL" in (caps.get("drop") or []), f"{where}: capabilities drop ALL")
+        expect(not caps.get("add"), f"{where}: no added capabilities")
+        expect((sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{where}: seccomp RuntimeDefault")
+        res = c.get("resources") or {}
+        expect({"cpu", "memory"} <= set((res.get("requests") or {})), f"{where}: cpu/memory requests")
+        expect("memory" in (res.get("limits") or {}), f"{where}: memory limit")
+
+    c = pod["containers"][0]
+    expect(c.get("args") == ["run"], f"{label}: container runs `kargo-harbor-receiver run` (args [run])")
+    expect("command" not in c, f"{label}: the image's ENTRYPOINT is the binary")
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    expect(ports == {"http": 8080, "metrics": 9090}, f"{label}: ports http 8080, metrics 9090, got {ports}")
+    scheme = "HTTPS" if tls else "HTTP"
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (c.get(probe) or {}).get("httpGet") or {}
+        expect(get.get("path") == path and get.get("port") == "http" and get.get("scheme") == scheme,
+               f"{label}: {probe} {scheme} {path} on port http, got {get}")
+
+    env = {e["name"]: e for e in c.get("env", [])}
+    names = [e["name"] for e in c.get("env", [])]
+    expect(len(names) == len(set(names)), f"{label}: no duplicate env vars")
+    for name, field in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+        got = ((env.get(name) or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+        expect(got == field, f"{label}: {name} from the downward API ({field})")
+    expect((env.get("LISTEN_ADDRESS") or {}).get("value") == "0.0.0.0:8080", f"{label}: LISTEN_ADDRESS")
+    expect((env.get("METRICS_LISTEN_ADDRESS") or {}).get("value") == "0.0.0.0:9090", f"{label}: METRICS_LISTEN_ADDRESS")
+
+    optional = {"TLS_CERT_PATH", "TLS_KEY_PATH", "WATCH_NAMESPACES"}
+    for name in env_vars_of_config():
+        if name in optional:
+            continue
+        expect(name in env, f"{label}: env {name} (a flag in config.rs) is set by the chart")
+    expect(("TLS_CERT_PATH" in env) == tls and ("TLS_KEY_PATH" in env) == tls, f"{label}: TLS_* env iff tls.secretName")
+    if tls:
+        mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        m = mounts.get("tls") or {}
+        expect(m.get("readOnly") is True, f"{label}: TLS volume mounted read-only")
+        expect(env["TLS_CERT_PATH"]["value"] == f"{m.get('mountPath')}/tls.crt", f"{label}: TLS_CERT_PATH in the mount")
+        expect(env["TLS_KEY_PATH"]["value"] == f"{m.get('mountPath')}/tls.key", f"{label}: TLS_KEY_PATH in the mount")
+        expect("secret" in (vols.get("tls") or {}), f"{label}: TLS volume is a Secret")
+    else:
+        expect(not c.get("volumeMounts") and not pod.get("volumes"), f"{label}: no volumes without TLS")
+
+
+def rule_set(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str, str, tuple[str, ...]]]:
+    """(kind, namespace, apiGroup, resource, verb, resourceNames) for every rule."""
+    out = set()
+    for d in docs:
+        if d["kind"] not in ("Role", "ClusterRole"):
+            continue
+        ns = d["metadata"].get("namespace", "")
+        for r in d.get("rules") or []:
+            for g in r.get("apiGroups", []):
+                for res in r.get("resources", []):
+                    for v in r.get("verbs", []):
+                        out.add((d["kind"], ns, g, res, v, tuple(r.get("resourceNames") or ())))
+    return out
+
+
+def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lease: str):
+    K = "kargo.akuity.io"
+    rules = set()
+    for res in ("projectconfigs", "clusterconfigs", "warehouses"):
+        for v in ("get", "list", "watch"):
+            rules.add(("ClusterRole", "", K, res, v, ()))
+    rules.add(("ClusterRole", "", K, "warehouses", "patch", ()))
+    rules.add(("ClusterRole", "", K, "projectconfigs/status", "patch", ()))
+    rules.add(("ClusterRole", "", K, "clusterconfigs/status", "patch", ()))
+    rules.add(("ClusterRole", "", "events.k8s.io", "events", "create", ()))
+    for v in secret_verbs:
+        if secret_namespaces:
+            for ns in secret_namespaces:
+                rules.add(("Role", ns, "", "secrets", v, ()))
+        else:
+            rules.add(("ClusterRole", "", "", "secrets", v, ()))
+    rules.add(("Role", NAMESPACE, "coordination.k8s.io", "leases", "create", ()))
+    rules.add(("Role", NAMESPACE, "coordination.k8s.io", "leases", "get", (lease,)))
+    rules.add(("Role", NAMESPACE, "coordination.k8s.io", "leases", "update", (lease,)))
+    return rules
+
+
+def program_requests(*, secret_access: str, secret_namespaces: list[str], lease: str) -> list[dict[str, Any]]:
+    """What the program does, request by request, in a normal run with this configuration."""
+    K = "/apis/kargo.akuity.io/v1alpha1"
+    reqs = [
+        {"method": "GET", "path": "/version"},
+        {"method": "GET", "path": "/apis"},
+    ]
+    for res in ("projectconfigs", "clusterconfigs", "warehouses"):
+        reqs.append({"method": "GET", "path": f"{K}/{res}", "query": "limit=500"})
+        reqs.append({"method": "GET", "path": f"{K}/{res}", "query": "watch=true&resourceVersion=1&allowWatchBookmarks=true"})
+    reqs += [
+        {"method": "GET", "path": f"{K}/namespaces/kargo-demo/projectconfigs/kargo-demo"},
+        {"method": "GET", "path": f"{K}/clusterconfigs/cluster"},
+        {"method": "GET", "path": f"{K}/namespaces/kargo-demo/warehouses/w1"},
+        {"method": "PATCH", "path": f"{K}/namespaces/kargo-demo/warehouses/w1"},
+        {"method": "PATCH", "path": f"{K}/namespaces/kargo-demo/projectconfigs/kargo-demo/status"},
+        {"method": "PATCH", "path": f"{K}/clusterconfigs/cluster/status"},
+        {"method": "POST", "path": "/apis/events.k8s.io/v1/namespaces/kargo-demo/events"},
+        {"method": "POST", "path": "/apis/events.k8s.io/v1/namespaces/default/events"},
+        {"method": "GET", "path": f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease}"},
+        {"method": "POST", "path": f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"},
+        {"method": "PUT", "path": f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease}"},
+    ]
+    for ns in secret_namespaces or ["kargo-demo", "kargo-system-resources"]:
+        reqs.append({"method": "GET", "path": f"/api/v1/namespaces/{ns}/secrets/harbor-wh-secret"})
+    if secret_access == "watch":
+        if secret_namespaces:
+            for ns in secret_namespaces:
+                reqs.append({"method": "GET", "path": f"/api/v1/namespaces/{ns}/secrets"})
+                reqs.append({"method": "GET", "path": f"/api/v1/namespaces/{ns}/secrets", "query": "watch=true"})
+        else:
+            reqs.append({"method": "GET", "path": "/api/v1/secrets"})
+            reqs.append({"method": "GET", "path": "/api/v1/secrets", "query": "watch=true"})
+    return reqs
+
+
+def check_rbac(docs: list[dict[str, Any]], label: str, *, secret_access: str, secret_namespaces: list[str], lease: str) -> None:
+    verbs = ["get"] if secret_access == "get" else ["get", "list", "watch"]
+    want = expected_rules(secret_verbs=verbs, secret_namespaces=secret_namespaces, lease=lease)
+    got = rule_set(docs)
+    expect(got == want, f"{label}: RBAC rules differ; extra {sorted(got - want)}, missing {sorted(want - got)}")
+    for d in docs:
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding"):
+            subjects = d.get("subjects") or []
+            expect(subjects == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}],
+                   f"{label}: {d['kind']} {d['metadata']['name']} binds only our ServiceAccount")
+    roles = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    bound = set()
+    for d in docs:
+        if d["kind"] == "ClusterRoleBinding":
+            bound.add((d["roleRef"]["kind"], "", d["roleRef"]["name"]))
+        elif d["kind"] == "RoleBinding":
+            ns = d["metadata"]["namespace"] if d["roleRef"]["kind"] == "Role" else ""
+            bound.add((d["roleRef"]["kind"], ns, d["roleRef"]["name"]))
+    expect(roles == bound, f"{label}: every role is bound and every binding has its role ({roles ^ bound})")
+    report = rbac.check(docs, program_requests(secret_access=secret_access, secret_namespaces=secret_namespaces, lease=lease))
+    expect(report.ok and not report.unused, f"{label}: rbac.py on the program's requests:\n{report.to_text()}")
+
+
+def check_common(docs: list[dict[str, Any]], label: str) -> None:
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    for d in docs:
+        meta = d["metadata"]
+        name = f"{d['kind']}/{meta.get('name')}"
+        if d["kind"] in cluster_scoped:
+            expect("namespace" not in meta, f"{label}: {name} is cluster-scoped")
+        else:
+            expect(bool(meta.get("namespace")), f"{label}: {name} has a namespace")
+        labels = meta.get("labels") or {}
+        expect(labels.get("app.kubernetes.io/name") == "kargo-harbor-receiver"
+               and labels.get("app.kubernetes.io/instance") == RELEASE
+               and labels.get("app.kubernetes.io/managed-by") == "Helm",
+               f"{label}: {name} carries the chart's labels")
+    svc = one(docs, "Service")
+    dep = one(docs, "Deployment")
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    expect(svc["spec"]["selector"].items() <= pod_labels.items(), f"{label}: Service selects the pods")
+    sports = {p["name"]: p for p in svc["spec"]["ports"]}
+    expect(sports.get("http", {}).get("targetPort") == "http", f"{label}: Service http -> container port http")
+    expect(sports.get("metrics", {}).get("targetPort") == "metrics", f"{label}: Service metrics -> container port metrics")
+    sa = one(docs, "ServiceAccount")
+    expect(sa["metadata"]["name"] == FULLNAME, f"{label}: ServiceAccount name")
+
+
+def check_default(docs: list[dict[str, Any]]) -> None:
+    label = "default"
+    check_common(docs, label)
+    check_pod(docs, label, tls=False)
+    dep = one(docs, "Deployment")
+    expect(dep["spec"]["replicas"] == 2, "default: 2 replicas")
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    expect(env.get("EXTERNAL_WEBHOOK_SERVER_BASE_URL") == "https://kargo-webhooks.example.com", "default: base URL from baseURL")
+    expect(env.get("SECRET_ACCESS") == "watch", "default: SECRET_ACCESS watch")
+    expect("WATCH_NAMESPACES" not in env, "default: no WATCH_NAMESPACES (cluster-wide)")
+    spread = dep["spec"]["template"]["spec"].get("topologySpreadConstraints") or []
+    expect(len(spread) == 1 and spread[0]["topologyKey"] == "kubernetes.io/hostname"
+           and spread[0]["whenUnsatisfiable"] == "ScheduleAnyway", "default: soft spread across nodes")
+    pdb = one(docs, "PodDisruptionBudget")
+    expect(pdb["spec"]["minAvailable"] == 1, "default: PDB minAvailable 1")
+    expect(pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(), "default: PDB selects the pods")
+    for kind in ("Ingress", "ServiceMonitor", "CustomResourceDefinition"):
+        expect(kind not in kinds(docs), f"default: no {kind}")
+    check_rbac(docs, label, secret_access="watch", secret_namespaces=[], lease=FULLNAME)
+
+
+def check_all(docs: list[dict[str, Any]], values: dict[str, Any]) -> None:
+    label = "all"
+    check_common(docs, label)
+    check_pod(docs, label, tls=True)
+    dep = one(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    expect(env.get("SECRET_ACCESS") == "get", "all: SECRET_ACCESS get")
+    expect(env.get("WATCH_NAMESPACES") == ",".join(values["watchNamespaces"]), "all: WATCH_NAMESPACES joined by commas")
+    expect(env.get("LEASE_NAME") == values["leaderElection"]["leaseName"], "all: LEASE_NAME")
+    expect(any(e["name"] == "REFRESH_CONCURRENCY_HINT" for e in c["env"]), "all: extraEnv appended")
+    expect(c["image"] == f"{values['image']['repository']}@{values['image']['digest']}", "all: image pinned by digest")
+    expect(dep["spec"]["replicas"] == values["replicas"], "all: replicas")
+    expect(pod.get("affinity") == values["affinity"] and pod.get("tolerations") == values["tolerations"], "all: affinity/tolerations copied")
+
+    ing = one(docs, "Ingress")
+    rule = ing["spec"]["rules"][0]
+    path = rule["http"]["paths"][0]
+    expect(rule["host"] == "kargo.example.com", "all: Ingress host from baseURL")
+    expect(path["path"] == "/webhook/", "all: Ingress path is baseURL's path (the receiver routes on it)")
+    expect(path["backend"]["service"] == {"name": FULLNAME, "port": {"name": "http"}}, "all: Ingress -> Service http")
+    tls = ing["spec"].get("tls") or []
+    expect(len(tls) == 1 and tls[0]["hosts"] == ["kargo.example.com"] and tls[0].get("secretName"), "all: Ingress TLS")
+    expect(ing["spec"].get("ingressClassName") == "nginx", "all: ingressClassName")
+
+    sm = one(docs, "ServiceMonitor")
+    svc = one(docs, "Service")
+    expect(sm["apiVersion"] == "monitoring.coreos.com/v1", "all: ServiceMonitor monitoring.coreos.com/v1")
+    expect(sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items(), "all: ServiceMonitor selects the Service")
+    ep = sm["spec"]["endpoints"][0]
+    expect(ep["port"] == "metrics" and ep["path"] == "/metrics", "all: ServiceMonitor scrapes metrics:/metrics")
+    expect(sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE], "all: ServiceMonitor namespace")
+
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    shipped = [d for d in load((REPO / "charts/kargo-harbor-receiver/files/crds.yaml").read_text()) if d]
+    expect(len(shipped) >= 3, "files/crds.yaml holds the CRDs")
+    expect(sorted(d["metadata"]["name"] for d in crds) == sorted(d["metadata"]["name"] for d in shipped),
+           "all: every CRD of files/crds.yaml is installed")
+    by_name = {d["metadata"]["name"]: d for d in crds}
+    for s in shipped:
+        r = by_name.get(s["metadata"]["name"], {})
+        expect(r.get("spec") == s["spec"], f"all: CRD {s['metadata']['name']} spec is files/crds.yaml's, unchanged")
+        expect((r.get("metadata", {}).get("annotations") or {}).get("helm.sh/resource-policy") == "keep",
+               f"all: CRD {s['metadata']['name']} kept on uninstall")
+    expect(not any(d["metadata"]["name"].endswith("kargo.akuity.io") and d["kind"] != "CustomResourceDefinition" for d in docs), "all: sanity")
+    check_rbac(docs, label, secret_access="get", secret_namespaces=values["watchNamespaces"], lease=values["leaderElection"]["leaseName"])
+
+
+def check_variants(chart: str) -> None:
+    base = {"baseURL": "https://kargo-webhooks.example.com"}
+
+    docs = render(chart, {**base, "secretAccess": "get"})
+    check_rbac(docs, "secretAccess=get", secret_access="get", secret_namespaces=[], lease=FULLNAME)
+
+    docs = render(chart, {**base, "watchNamespaces": ["kargo-demo"]})
+    check_rbac(docs, "watchNamespaces", secret_access="watch", secret_namespaces=["kargo-demo"], lease=FULLNAME)
+
+    docs = render(chart, {**base, "replicas": 1})
+    expect("PodDisruptionBudget" not in kinds(docs), "replicas=1: no PDB")
+
+    docs = render(chart, {**base, "rbac": {"create": False}, "serviceAccount": {"create": False, "name": "existing"}})
+    expect(not {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ServiceAccount"} & set(kinds(docs)), "rbac.create=false: no RBAC, no SA")
+    expect(one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing", "serviceAccount.name used")
+
+    docs = render(chart, {"baseURL": "https://kargo.example.com:8443", "ingress": {"enabled": True}})
+    rule = one(docs, "Ingress")["spec"]["rules"][0]
+    expect(rule["host"] == "kargo.example.com" and rule["http"]["paths"][0]["path"] == "/", "ingress: host without port, path / by default")
+    expect("tls" not in one(docs, "Ingress")["spec"], "ingress: no TLS unless asked")
+
+    docs = render(chart, {**base, "crds": {"install": True, "keep": False}})
+    for d in docs:
+        if d["kind"] == "CustomResourceDefinition":
+            expect("helm.sh/resource-policy" not in (d["metadata"].get("annotations") or {}), "crds.keep=false: no keep annotation")
+
+    # Refusals: the schema for malformed values, `required` for a missing baseURL.
+    def refused(values: dict[str, Any], needle: str, what: str) -> None:
+        try:
+            helm.template(chart, values, name=RELEASE, namespace=NAMESPACE)
+        except helm.HelmFailure as exc:
+            expect(needle in str(exc), f"{what}: refused, but the message lacks {needle!r}: {exc}")
+        else:
+            expect(False, f"{what}: rendered, should have been refused")
+
+    refused({}, REQUIRED_MESSAGE, "no baseURL")
+    refused({"baseURL": ""}, "baseURL", "empty baseURL")
+    refused({"baseURL": "kargo.example.com"}, "/baseURL", "baseURL without scheme")
+    refused({"baseURL": "ftp://kargo.example.com"}, "/baseURL", "ftp baseURL")
+    refused({**base, "secretAccess": "list"}, "/secretAccess", "secretAccess=list")
+    refused({**base, "logFormat": "xml"}, "/logFormat", "logFormat=xml")
+    refused({**base, "secretResync": "soon"}, "/secretResync", "secretResync=soon")
+    refused({**base, "watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces", "bad namespace")
+    refused({**base, "replicaCount": 3}, "replicaCount", "unknown key")
+    refused({**base, "securityContext": {"readOnlyRootFilesystem": False}}, "readOnlyRootFilesystem", "writable root fs")
+    refused({**base, "securityContext": {"allowPrivilegeEscalation": True}}, "allowPrivilegeEscalation", "privilege escalation")
+    refused({**base, "podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot", "root pod")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    chart, default_yaml, all_yaml = argv[1:]
+    values_all = yaml.safe_load((HERE / "values-all.yaml").read_text())
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("default", lambda: check_default(load(Path(default_yaml).read_text()))),
+        ("all", lambda: check_all(load(Path(all_yaml).read_text()), values_all)),
+        ("variants", lambda: check_variants(chart)),
+    ]
+    for name, step in steps:
+        try:
+            step()
+        except (AssertionError, KeyError, IndexError, TypeError) as exc:
+            failures.append(f"{name}: check crashed: {type(exc).__name__}: {exc}")
+    for f in failures:
+        print(f"FAIL {f}")
+    print(f"chart-checks: {passed} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,330 @@
+"""Unit tests of hack/chart/rbac.py.
+
+    python3 -m unittest discover -s hack/chart -p 'test_*.py'
+
+Needs only PyYAML (no Helm): the manifests below are written by hand in the
+shape the chart renders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import rbac  # noqa: E402
+
+MANIFESTS = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: khr, namespace: kargo}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: khr}
+rules:
+  - apiGroups: ["kargo.akuity.io"]
+    resources: ["projectconfigs", "clusterconfigs", "warehouses"]
+    verbs: ["get", "list", "watch"]
+  - apiGroups: ["kargo.akuity.io"]
+    resources: ["warehouses"]
+    verbs: ["patch"]
+  - apiGroups: ["kargo.akuity.io"]
+    resources: ["projectconfigs/status", "clusterconfigs/status"]
+    verbs: ["patch"]
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["get", "list", "watch"]
+  - apiGroups: ["events.k8s.io"]
+    resources: ["events"]
+    verbs: ["create"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: khr}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: khr}
+subjects: [{kind: ServiceAccount, name: khr, namespace: kargo}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: khr-lease, namespace: kargo}
+rules:
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    verbs: ["create"]
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    resourceNames: ["khr"]
+    verbs: ["get", "update"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: khr-lease, namespace: kargo}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: khr-lease}
+subjects: [{kind: ServiceAccount, name: khr, namespace: kargo}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: khr, namespace: kargo}
+spec:
+  template:
+    spec:
+      serviceAccountName: khr
+      containers: [{name: receiver, image: x}]
+"""
+
+# What the program does in a normal run: discovery, the four watches, one
+# Secret read, the Lease dance, a status write, a refresh and an event.
+PROGRAM_REQUESTS = [
+    {"method": "GET", "path": "/version"},
+    {"method": "GET", "path": "/apis"},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1"},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/projectconfigs", "query": "limit=500"},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/projectconfigs", "query": "watch=true&resourceVersion=5&allowWatchBookmarks=true"},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/clusterconfigs", "query": ""},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/clusterconfigs", "query": {"watch": "true"}},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/warehouses"},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/warehouses?watch=1&resourceVersion=9"},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/warehouses/w1"},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/projectconfigs/kargo-demo"},
+    {"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/clusterconfigs/cluster"},
+    {"method": "GET", "path": "/api/v1/secrets"},
+    {"method": "GET", "path": "/api/v1/secrets", "query": "watch=true"},
+    {"method": "GET", "path": "/api/v1/namespaces/kargo-demo/secrets/harbor-wh-secret"},
+    {"method": "GET", "path": "/apis/coordination.k8s.io/v1/namespaces/kargo/leases/khr"},
+    {"method": "POST", "path": "/apis/coordination.k8s.io/v1/namespaces/kargo/leases"},
+    {"method": "PUT", "path": "/apis/coordination.k8s.io/v1/namespaces/kargo/leases/khr"},
+    {"method": "PATCH", "path": "/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/projectconfigs/kargo-demo/status"},
+    {"method": "PATCH", "path": "/apis/kargo.akuity.io/v1alpha1/clusterconfigs/cluster/status"},
+    {"method": "PATCH", "path": "/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/warehouses/w1"},
+    {"method": "POST", "path": "/apis/events.k8s.io/v1/namespaces/kargo-demo/events"},
+]
+
+
+def docs(text: str = MANIFESTS):
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+class RequestAttributesTest(unittest.TestCase):
+    def attrs(self, method, path, query=None):
+        a = rbac.request_attributes(method, path, query)
+        return (a.verb, a.api_group, a.full_resource, a.namespace, a.name)
+
+    def test_verbs_follow_the_api_server(self):
+        cases = [
+            (("GET", "/api/v1/namespaces/a/secrets/s"), ("get", "", "secrets", "a", "s")),
+            (("HEAD", "/api/v1/namespaces/a/secrets/s"), ("get", "", "secrets", "a", "s")),
+            (("GET", "/api/v1/namespaces/a/secrets"), ("list", "", "secrets", "a", "")),
+            (("GET", "/api/v1/secrets", "watch=true"), ("watch", "", "secrets", "", "")),
+            (("GET", "/api/v1/secrets", "watch=false"), ("list", "", "secrets", "", "")),
+            (("GET", "/api/v1/watch/namespaces/a/secrets"), ("watch", "", "secrets", "a", "")),
+            (("POST", "/api/v1/namespaces/a/secrets"), ("create", "", "secrets", "a", "")),
+            (("PUT", "/api/v1/namespaces/a/secrets/s"), ("update", "", "secrets", "a", "s")),
+            (("PATCH", "/api/v1/namespaces/a/secrets/s"), ("patch", "", "secrets", "a", "s")),
+            (("DELETE", "/api/v1/namespaces/a/secrets/s"), ("delete", "", "secrets", "a", "s")),
+            (("DELETE", "/api/v1/namespaces/a/secrets"), ("deletecollection", "", "secrets", "a", "")),
+        ]
+        for args, want in cases:
+            with self.subTest(args=args):
+                self.assertEqual(self.attrs(*args), want)
+
+    def test_groups_subresources_and_cluster_scope(self):
+        self.assertEqual(
+            self.attrs("PATCH", "/apis/kargo.akuity.io/v1alpha1/namespaces/p/projectconfigs/p/status"),
+            ("patch", "kargo.akuity.io", "projectconfigs/status", "p", "p"),
+        )
+        self.assertEqual(
+            self.attrs("PATCH", "/apis/kargo.akuity.io/v1alpha1/clusterconfigs/cluster/status"),
+            ("patch", "kargo.akuity.io", "clusterconfigs/status", "", "cluster"),
+        )
+        # A Namespace object lives in itself; its status is a subresource.
+        self.assertEqual(self.attrs("GET", "/api/v1/namespaces/foo"), ("get", "", "namespaces", "foo", "foo"))
+        self.assertEqual(
+            self.attrs("PUT", "/api/v1/namespaces/foo/finalize"), ("update", "", "namespaces/finalize", "foo", "foo")
+        )
+
+    def test_field_selector_on_name_narrows_list_and_watch(self):
+        self.assertEqual(
+            self.attrs("GET", "/apis/coordination.k8s.io/v1/namespaces/k/leases", "fieldSelector=metadata.name%3Dl&watch=true"),
+            ("watch", "coordination.k8s.io", "leases", "k", "l"),
+        )
+        self.assertEqual(
+            self.attrs("GET", "/api/v1/namespaces/a/secrets", {"fieldSelector": "metadata.name==s"}),
+            ("list", "", "secrets", "a", "s"),
+        )
+        self.assertEqual(
+            self.attrs("GET", "/api/v1/namespaces/a/secrets", {"fieldSelector": "metadata.name!=s"}),
+            ("list", "", "secrets", "a", ""),
+        )
+
+    def test_discovery_and_other_paths_are_non_resource(self):
+        for path in ["/api", "/api/v1", "/apis", "/apis/kargo.akuity.io", "/apis/kargo.akuity.io/v1alpha1", "/version", "/openapi/v3"]:
+            with self.subTest(path=path):
+                a = rbac.request_attributes("GET", path)
+                self.assertFalse(a.resource_request)
+                self.assertTrue(rbac.allowed_by_default(a))
+        self.assertFalse(rbac.allowed_by_default(rbac.request_attributes("GET", "/metrics")))
+
+
+class CheckTest(unittest.TestCase):
+    def test_the_program_s_requests_are_all_allowed(self):
+        report = rbac.check(docs(), PROGRAM_REQUESTS)
+        self.assertEqual(report.denied, [], report.to_text())
+        self.assertEqual(report.subject, ("kargo", "khr"))
+        self.assertEqual(report.requests, len(PROGRAM_REQUESTS))
+        self.assertEqual(report.unused, [], report.to_text())
+
+    def test_unused_verbs_are_reported(self):
+        requests = [r for r in PROGRAM_REQUESTS if r["method"] != "POST" or "events" not in r["path"]]
+        requests = [r for r in requests if not r["path"].startswith("/api/v1/namespaces/kargo-demo/secrets/")]
+        report = rbac.check(docs(), requests)
+        self.assertTrue(report.ok)
+        unused = {(g.rule.origin, group, resource, verb) for g, group, resource, verb in report.unused}
+        self.assertEqual(
+            unused,
+            {
+                ("ClusterRole/khr", "events.k8s.io", "events", "create"),
+                ("ClusterRole/khr", "", "secrets", "get"),
+            },
+        )
+
+    def test_forbidden_requests(self):
+        forbidden = [
+            # The Lease is replaced (PUT), never patched.
+            {"method": "PATCH", "path": "/apis/coordination.k8s.io/v1/namespaces/kargo/leases/khr"},
+            # resourceNames: only our own Lease.
+            {"method": "PUT", "path": "/apis/coordination.k8s.io/v1/namespaces/kargo/leases/other"},
+            # Events are created, never patched.
+            {"method": "PATCH", "path": "/apis/events.k8s.io/v1/namespaces/kargo-demo/events/e.1"},
+            # Role in "kargo" grants nothing in another namespace.
+            {"method": "POST", "path": "/apis/coordination.k8s.io/v1/namespaces/default/leases"},
+            # create with a name-restricted rule only: create carries no name.
+            {"method": "GET", "path": "/apis/coordination.k8s.io/v1/namespaces/kargo/leases"},
+            # Core events are not granted (the Recorder speaks events.k8s.io).
+            {"method": "POST", "path": "/api/v1/namespaces/kargo-demo/events"},
+            {"method": "PUT", "path": "/apis/kargo.akuity.io/v1alpha1/namespaces/p/warehouses/w"},
+            {"method": "PATCH", "path": "/apis/kargo.akuity.io/v1alpha1/namespaces/p/warehouses/w/status"},
+            {"method": "DELETE", "path": "/api/v1/namespaces/a/secrets/s"},
+            {"method": "GET", "path": "/api/v1/configmaps"},
+            {"method": "GET", "path": "/metrics"},
+        ]
+        report = rbac.check(docs(), PROGRAM_REQUESTS + forbidden)
+        self.assertFalse(report.ok)
+        self.assertEqual([req for req, _ in report.denied], forbidden)
+
+    def test_namespaced_roles_grant_only_in_their_namespace(self):
+        text = MANIFESTS.replace(
+            """  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["get", "list", "watch"]
+""",
+            "",
+        ) + """
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: khr-secrets, namespace: kargo-demo}
+rules: [{apiGroups: [""], resources: ["secrets"], verbs: ["get"]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: khr-secrets, namespace: kargo-demo}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: khr-secrets}
+subjects: [{kind: ServiceAccount, name: khr, namespace: kargo}]
+"""
+        ok = {"method": "GET", "path": "/api/v1/namespaces/kargo-demo/secrets/s"}
+        other_ns = {"method": "GET", "path": "/api/v1/namespaces/kargo-other/secrets/s"}
+        cluster_watch = {"method": "GET", "path": "/api/v1/secrets", "query": "watch=true"}
+        ns_watch = {"method": "GET", "path": "/api/v1/namespaces/kargo-demo/secrets", "query": "watch=true"}
+        report = rbac.check(docs(text), [ok, other_ns, cluster_watch, ns_watch])
+        self.assertEqual([req for req, _ in report.denied], [other_ns, cluster_watch, ns_watch])
+
+    def test_bindings_to_someone_else_do_not_count(self):
+        text = MANIFESTS.replace("subjects: [{kind: ServiceAccount, name: khr, namespace: kargo}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role", "subjects: [{kind: ServiceAccount, name: khr, namespace: elsewhere}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role", 1)
+        report = rbac.check(docs(text), [{"method": "GET", "path": "/api/v1/secrets"}])
+        self.assertFalse(report.ok)
+
+    def test_wildcards(self):
+        text = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: wide}
+rules:
+  - {apiGroups: ["*"], resources: ["*/status"], verbs: ["patch"]}
+  - {apiGroups: ["apps"], resources: ["*"], verbs: ["*"]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: wide}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: wide}
+subjects: [{kind: ServiceAccount, name: sa, namespace: ns}]
+"""
+        requests = [
+            {"method": "PATCH", "path": "/apis/kargo.akuity.io/v1alpha1/namespaces/p/projectconfigs/p/status"},
+            {"method": "DELETE", "path": "/apis/apps/v1/namespaces/p/deployments/d"},
+            {"method": "PATCH", "path": "/apis/kargo.akuity.io/v1alpha1/namespaces/p/projectconfigs/p"},
+        ]
+        report = rbac.check(docs(text), requests, subject=("ns", "sa"))
+        self.assertEqual([req for req, _ in report.denied], requests[2:])
+        self.assertEqual(report.unused, [])
+
+    def test_user_agent_filter(self):
+        requests = [
+            {"method": "GET", "path": "/api/v1/configmaps", "userAgent": "kubectl/v1.32.4"},
+            {"method": "GET", "path": "/api/v1/secrets", "userAgent": "kargo-harbor-receiver/0.1.0"},
+        ]
+        report = rbac.check(docs(), requests, user_agent=r"^kargo-harbor-receiver/")
+        self.assertTrue(report.ok)
+        self.assertEqual(report.requests, 1)
+
+
+class CliTest(unittest.TestCase):
+    def run_cli(self, requests, *extra):
+        with tempfile.TemporaryDirectory() as tmp:
+            manifests = Path(tmp, "m.yaml")
+            manifests.write_text(MANIFESTS)
+            log = Path(tmp, "r.json")
+            log.write_text(json.dumps(requests))
+            out = io.StringIO()
+            err = io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = rbac.main([str(manifests), str(log), *extra])
+            return code, out.getvalue(), err.getvalue()
+
+    def test_exit_codes(self):
+        code, out, _ = self.run_cli(PROGRAM_REQUESTS)
+        self.assertEqual(code, 0, out)
+        self.assertIn("0 forbidden", out)
+
+        code, out, _ = self.run_cli(PROGRAM_REQUESTS[:3])
+        self.assertEqual(code, 0)
+        self.assertIn("unused", out)
+        code, _, _ = self.run_cli(PROGRAM_REQUESTS[:3], "--fail-on-unused")
+        self.assertEqual(code, 1)
+
+        code, out, _ = self.run_cli([{"method": "PATCH", "path": "/apis/coordination.k8s.io/v1/namespaces/kargo/leases/khr"}])
+        self.assertEqual(code, 1)
+        self.assertIn("FORBIDDEN", out)
+        self.assertIn("patch coordination.k8s.io leases khr (namespace kargo)", out)
+
+        code, out, _ = self.run_cli(PROGRAM_REQUESTS, "--json")
+        self.assertEqual(code, 0)
+        self.assertEqual(json.loads(out)["serviceAccount"], "kargo/khr")
+
+        code, _, err = self.run_cli({"not": "a list"})
+        self.assertEqual(code, 2)
+        self.assertIn("JSON list", err)
+        code, _, err = self.run_cli([{"path": "/api"}])
+        self.assertEqual(code, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
