@@ -81,6 +81,9 @@ pub struct Running {
 
 /// Binds the listeners and starts every part.
 pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunError> {
+    // One rustls provider for the whole process (kube's client and our TLS
+    // listener): ring.
+    crate::tls::provider();
     let shared = Arc::new(Shared {
         config,
         client,

@@ -9,13 +9,17 @@
 pub mod app;
 pub mod config;
 pub mod controller;
+pub mod handler;
 pub mod harbor;
 pub mod index;
 pub mod metrics;
 pub mod receiver_path;
+pub mod refresh;
 pub mod repository;
 pub mod server;
 pub mod tags;
+pub mod tls;
 pub mod token;
+pub mod warehouse_events;
 
 pub use app::run;

@@ -3,7 +3,25 @@
 
 use anyhow::Context;
 use clap::Parser;
-use kargo_harbor_receiver::config::{Cli, Command};
+use kargo_harbor_receiver::config::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+/// Human-readable lines by default, one JSON object per line with
+/// `--log-format json`; `RUST_LOG` filters (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -16,6 +34,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(config) => {
+            init_logging(config.log_format);
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(kargo_harbor_receiver::run(*config))?;
             Ok(())

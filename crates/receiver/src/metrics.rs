@@ -154,6 +154,8 @@ pub struct Metrics {
     pub refreshes: Family<RefreshLabels, Counter>,
     /// Latency of refresh PATCH calls.
     pub refresh_patch_duration: Histogram,
+    /// Warehouse Events dropped because their queue was full.
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -180,6 +182,7 @@ impl Metrics {
             requests_in_flight: Gauge::default(),
             refreshes: Family::default(),
             refresh_patch_duration: Histogram::new(seconds_buckets()),
+            events_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -246,6 +249,11 @@ impl Metrics {
             "refresh_patch_duration_seconds",
             "Latency of Warehouse refresh PATCH calls",
             m.refresh_patch_duration.clone(),
+        );
+        registry.register(
+            "warehouse_events_dropped",
+            "Warehouse Events dropped because their queue was full",
+            m.events_dropped.clone(),
         );
         Self { registry, ..m }
     }

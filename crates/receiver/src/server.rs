@@ -1,12 +1,58 @@
 //! The HTTP listeners: webhook receiver (+ /healthz, /readyz) and metrics.
+//!
+//! Both run hyper 1 through hyper-util's auto builder (HTTP/1.1 and h2,
+//! prior knowledge or ALPN), with:
+//! - `--header-read-timeout`: time for a request head to arrive. For
+//!   HTTP/1.1 the timer also runs while a kept-alive connection waits for
+//!   its next request, so it is the idle timeout of keep-alive too;
+//! - `--request-timeout`: body plus refreshes, enforced by the handler
+//!   (408 while the body is still arriving, 503 once refreshing);
+//! - `--max-connections` (webhook listener): a semaphore taken *before*
+//!   `accept`, so connections beyond the cap wait in the kernel's listen
+//!   backlog until a slot frees (they are neither accepted nor closed;
+//!   clients see a slow connect, and the kernel refuses them once the
+//!   backlog itself is full);
+//! - the 2 MiB body limit (see `handler`);
+//! - graceful shutdown on the app's token: stop accepting (the listener is
+//!   closed), let in-flight requests finish within `--shutdown-timeout`
+//!   while idle connections close, then abort what is left and return.
+//!
+//! With `--tls-cert`/`--tls-key` the webhook listener speaks TLS only; the
+//! TLS handshake is bounded by the header read timeout. The metrics
+//! listener is always plain HTTP.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Shared;
+use crate::handler::{Handler, Reply};
+use crate::refresh::{KubePatcher, Refresher, RefresherOptions};
+use crate::tls::{self, TlsError};
+use crate::warehouse_events;
+
+/// Capacity of the Warehouse Event queue; Events beyond it are dropped.
+pub const EVENT_QUEUE: usize = 1024;
+/// Connection cap of the metrics listener.
+pub const METRICS_MAX_CONNECTIONS: usize = 64;
 
 /// Server failures.
 #[derive(Debug, Error)]
@@ -20,22 +66,78 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+type Body = Full<Bytes>;
+
+fn json(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// The webhook listener.
 pub struct WebhookServer {
     shared: Arc<Shared>,
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<Handler>,
 }
 
 impl WebhookServer {
-    /// Binds `--listen`.
+    /// Binds `--listen`, loads the TLS pair if configured, and starts the
+    /// Warehouse Event sender.
     pub async fn bind(shared: Arc<Shared>) -> Result<Self, ServerError> {
-        let addr = shared.config.listen;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Self { shared, listener })
+        let config = &shared.config;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsAcceptor::from(Arc::new(tls::server_config(
+                cert,
+                key,
+                tls::DEFAULT_CHECK_INTERVAL,
+            )?))),
+            _ => None,
+        };
+        let listener = bind(config.listen).await?;
+        let instance = config
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| warehouse_events::REPORTING_CONTROLLER.to_owned());
+        let (events, _task) = warehouse_events::spawn(
+            shared.client.clone(),
+            shared.metrics.clone(),
+            EVENT_QUEUE,
+            instance,
+            config.api_timeout,
+        );
+        let refresher = Refresher::new(
+            Arc::new(KubePatcher::new(shared.client.clone())),
+            shared.metrics.clone(),
+            RefresherOptions {
+                api_timeout: config.api_timeout,
+                concurrency: config.refresh_concurrency,
+                events: Some(events),
+            },
+        );
+        let handler = Arc::new(Handler::new(shared.clone(), refresher));
+        Ok(Self {
+            shared,
+            listener,
+            tls,
+            handler,
+        })
     }
 
     /// The bound address.
@@ -45,9 +147,40 @@ impl WebhookServer {
             .unwrap_or(self.shared.config.listen)
     }
 
-    /// Serves until `shutdown`.
+    /// Serves until `shutdown`, then drains (see the module docs).
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServerError> {
-        shutdown.cancelled().await;
+        let Self {
+            shared,
+            listener,
+            tls,
+            handler,
+        } = self;
+        let config = &shared.config;
+        let limits = Limits {
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_read_timeout,
+            shutdown_timeout: config.shutdown_timeout,
+        };
+        let ready = shared.ready.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let handler = handler.clone();
+            let ready = ready.clone();
+            async move {
+                let response = match request.uri().path() {
+                    "/healthz" => json(StatusCode::OK, "{\"status\":\"ok\"}\n"),
+                    "/readyz" if ready.is_ready() => {
+                        json(StatusCode::OK, "{\"status\":\"ready\"}\n")
+                    }
+                    "/readyz" => json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "{\"status\":\"not ready\"}\n",
+                    ),
+                    _ => handler.handle(request).await,
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        serve_loop("webhook", listener, tls, service, limits, shutdown).await;
         Ok(())
     }
 }
@@ -55,16 +188,13 @@ impl WebhookServer {
 /// The metrics listener.
 pub struct MetricsServer {
     shared: Arc<Shared>,
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
 }
 
 impl MetricsServer {
     /// Binds `--metrics-listen`.
     pub async fn bind(shared: Arc<Shared>) -> Result<Self, ServerError> {
-        let addr = shared.config.metrics_listen;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let listener = bind(shared.config.metrics_listen).await?;
         Ok(Self { shared, listener })
     }
 
@@ -75,9 +205,160 @@ impl MetricsServer {
             .unwrap_or(self.shared.config.metrics_listen)
     }
 
-    /// Serves until `shutdown`.
+    /// Serves `/metrics` until `shutdown`.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServerError> {
-        shutdown.cancelled().await;
+        let limits = Limits {
+            max_connections: METRICS_MAX_CONNECTIONS,
+            header_read_timeout: self.shared.config.header_read_timeout,
+            shutdown_timeout: self.shared.config.shutdown_timeout,
+        };
+        let metrics = self.shared.metrics.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let metrics = metrics.clone();
+            async move {
+                let response = if request.uri().path() == "/metrics" {
+                    let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
+                    response.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    response
+                } else {
+                    Reply::not_found().into_response()
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        serve_loop("metrics", self.listener, None, service, limits, shutdown).await;
         Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_connections: usize,
+    header_read_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64)
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
+async fn serve_loop<S>(
+    name: &'static str,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: S,
+    limits: Limits,
+    shutdown: CancellationToken,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = builder(&limits);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off a little.
+                    tracing::warn!(listener = name, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_read_timeout;
+        connections.spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_connection(stream, &builder, service, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, &builder, service, watcher).await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(
+        listener = name,
+        open,
+        "stopped accepting; draining connections"
+    );
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            timeout = ?limits.shutdown_timeout,
+            "shutdown timeout: closing the remaining connections"
+        );
+    }
+    connections.shutdown().await;
+}
+
+async fn serve_connection<I, S>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    service: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(error) = watcher.watch(connection).await {
+        // Header timeouts, resets, malformed requests: the client's doing.
+        tracing::debug!(%error, "connection ended with an error");
     }
 }

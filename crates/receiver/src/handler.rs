@@ -1,0 +1,841 @@
+//! Webhook request handling, in Kargo's order and with Kargo's answers
+//! (DESIGN.md, "A Harbor request, step by step"):
+//!
+//! | step | answer |
+//! |---|---|
+//! | path not in the index | 404 `{"error":"not found"}` |
+//! | method other than POST | 405 `{"error":"method not allowed"}`, `Allow: POST` |
+//! | body over 2 MiB (declared or streamed) | 413 `{"error":"content exceeds limit of 2097152 bytes"}` |
+//! | no `Authorization` header (or an empty one) | 401 `{"error":"missing authorization"}` |
+//! | header ≠ auth header (constant time) | 401 `{"error":"unauthorized"}` |
+//! | body not a Harbor event | 400 `{"error":"invalid request body"}` |
+//! | event is not a push | 400 `{"error":"unsupported event type"}` |
+//! | no resources / nothing matches | 200 `{"msg":"refreshed 0 warehouse(s)"}` |
+//! | otherwise | 200 `{"msg":"refreshed N warehouse(s)"}` or 500 `{"error":"failed to refresh X of N warehouses"}` |
+//!
+//! Bodies are JSON followed by a newline, exactly as Kargo's Go encoder
+//! writes them. Beyond the table: a body not received within
+//! `--request-timeout` gets 408 `{"error":"request timeout"}`, refreshes not
+//! finished within it 503 `{"error":"request timeout"}` (Harbor retries).
+//!
+//! The decisions are pure functions ([`decide_head`], [`decide_body`],
+//! [`refresh_reply`]); [`Handler::handle`] only adds I/O around them.
+//!
+//! Memory: a request whose token is wrong is never buffered. With a declared
+//! Content-Length ≤ 2 MiB it is answered 401 at once (its body cannot exceed
+//! the limit, so 413 is impossible); without one its body is drained and
+//! counted only, to tell 413 from 401 as the table requires.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+
+use crate::app::Shared;
+use crate::harbor;
+use crate::index::{ReceiverEntry, Snapshot, WarehouseMatch};
+use crate::metrics::{Metrics, Outcome, OutcomeLabels, RequestLabels};
+use crate::refresh::Refresher;
+
+/// Largest accepted body: 2 MiB, as Kargo.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// An answer: status, metric outcome and JSON body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The row of the table it answers.
+    pub outcome: Outcome,
+    /// JSON body, newline-terminated.
+    pub body: Cow<'static, str>,
+}
+
+impl Reply {
+    fn fixed(status: StatusCode, outcome: Outcome, body: &'static str) -> Self {
+        Self {
+            status,
+            outcome,
+            body: Cow::Borrowed(body),
+        }
+    }
+
+    /// 404.
+    pub fn not_found() -> Self {
+        Self::fixed(
+            StatusCode::NOT_FOUND,
+            Outcome::NotFound,
+            "{\"error\":\"not found\"}\n",
+        )
+    }
+
+    /// 405 (sent with `Allow: POST`).
+    pub fn method_not_allowed() -> Self {
+        Self::fixed(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Outcome::MethodNotAllowed,
+            "{\"error\":\"method not allowed\"}\n",
+        )
+    }
+
+    /// 413.
+    pub fn too_large() -> Self {
+        Self::fixed(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Outcome::PayloadTooLarge,
+            "{\"error\":\"content exceeds limit of 2097152 bytes\"}\n",
+        )
+    }
+
+    /// 401, no header.
+    pub fn missing_authorization() -> Self {
+        Self::fixed(
+            StatusCode::UNAUTHORIZED,
+            Outcome::MissingAuthorization,
+            "{\"error\":\"missing authorization\"}\n",
+        )
+    }
+
+    /// 401, wrong header.
+    pub fn unauthorized() -> Self {
+        Self::fixed(
+            StatusCode::UNAUTHORIZED,
+            Outcome::Unauthorized,
+            "{\"error\":\"unauthorized\"}\n",
+        )
+    }
+
+    /// 400, not a Harbor event.
+    pub fn invalid_body() -> Self {
+        Self::fixed(
+            StatusCode::BAD_REQUEST,
+            Outcome::InvalidBody,
+            "{\"error\":\"invalid request body\"}\n",
+        )
+    }
+
+    /// 400, not a push.
+    pub fn unsupported_event() -> Self {
+        Self::fixed(
+            StatusCode::BAD_REQUEST,
+            Outcome::UnsupportedEvent,
+            "{\"error\":\"unsupported event type\"}\n",
+        )
+    }
+
+    /// 408: the body did not arrive within `--request-timeout`.
+    pub fn body_timeout() -> Self {
+        Self::fixed(
+            StatusCode::REQUEST_TIMEOUT,
+            Outcome::Timeout,
+            "{\"error\":\"request timeout\"}\n",
+        )
+    }
+
+    /// 503: refreshes did not finish within `--request-timeout`.
+    pub fn refresh_timeout() -> Self {
+        Self::fixed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Timeout,
+            "{\"error\":\"request timeout\"}\n",
+        )
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let allow = self.status == StatusCode::METHOD_NOT_ALLOWED;
+        let body = match self.body {
+            Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
+            Cow::Owned(s) => Bytes::from(s),
+        };
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if allow {
+            headers.insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        response
+    }
+}
+
+/// The answer once refreshes are done: Kargo's texts.
+pub fn refresh_reply(total: usize, failed: usize) -> Reply {
+    if failed > 0 {
+        Reply {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            outcome: Outcome::RefreshFailed,
+            body: Cow::Owned(format!(
+                "{{\"error\":\"failed to refresh {failed} of {total} warehouses\"}}\n"
+            )),
+        }
+    } else {
+        Reply {
+            status: StatusCode::OK,
+            outcome: Outcome::Refreshed,
+            body: Cow::Owned(format!("{{\"msg\":\"refreshed {total} warehouse(s)\"}}\n")),
+        }
+    }
+}
+
+/// Result of the `Authorization` check (made before the body is read,
+/// reported after it, as the table's order requires).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// Matches the receiver's auth header.
+    Ok,
+    /// Absent or empty.
+    Missing,
+    /// Present and different.
+    Wrong,
+}
+
+/// What the head of a request says.
+#[derive(Clone, Copy, Debug)]
+pub struct Head<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Full request path (no query).
+    pub path: &'a str,
+    /// First `Authorization` value.
+    pub authorization: Option<&'a [u8]>,
+    /// Declared body length (Content-Length), if any.
+    pub declared_len: Option<u64>,
+}
+
+/// The decision once the head is read.
+#[derive(Clone, Debug)]
+pub enum HeadDecision {
+    /// Answer now, without reading the body.
+    Answer {
+        /// The receiver, if the path named one (for logs and metrics).
+        receiver: Option<Arc<ReceiverEntry>>,
+        /// The answer.
+        reply: Reply,
+    },
+    /// Read the body, then [`decide_body`].
+    ReadBody {
+        /// The receiver.
+        receiver: Arc<ReceiverEntry>,
+        /// Result of the token check.
+        auth: Auth,
+        /// Whether the body must be kept (authorised) or only counted.
+        keep: bool,
+    },
+}
+
+/// Steps 1–5 of the table, as far as they can be decided from the head.
+pub fn decide_head(snapshot: &Snapshot, head: &Head<'_>) -> HeadDecision {
+    let Some(receiver) = snapshot.receiver(head.path) else {
+        return HeadDecision::Answer {
+            receiver: None,
+            reply: Reply::not_found(),
+        };
+    };
+    let answer = |reply| HeadDecision::Answer {
+        receiver: Some(receiver.clone()),
+        reply,
+    };
+    if head.method != Method::POST {
+        return answer(Reply::method_not_allowed());
+    }
+    if head.declared_len.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return answer(Reply::too_large());
+    }
+    let auth = match head.authorization {
+        None | Some([]) => Auth::Missing,
+        Some(value) if receiver.token.verify(value) => Auth::Ok,
+        Some(_) => Auth::Wrong,
+    };
+    match (auth, head.declared_len) {
+        // The body cannot exceed its declared length: 413 is impossible.
+        (Auth::Missing, Some(_)) => answer(Reply::missing_authorization()),
+        (Auth::Wrong, Some(_)) => answer(Reply::unauthorized()),
+        _ => HeadDecision::ReadBody {
+            receiver: receiver.clone(),
+            auth,
+            keep: auth == Auth::Ok,
+        },
+    }
+}
+
+/// A body as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyRead {
+    /// Within the limit (empty when only counted).
+    Complete(Bytes),
+    /// Over the limit; reading stopped there.
+    TooLarge,
+}
+
+/// The decision once the body is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyDecision {
+    /// Answer.
+    Answer(Reply),
+    /// Refresh these Warehouses (at least one), then [`refresh_reply`].
+    Refresh(Vec<WarehouseMatch>),
+}
+
+/// Steps 3–9 of the table once the body is in.
+pub fn decide_body(
+    snapshot: &Snapshot,
+    receiver: &ReceiverEntry,
+    auth: Auth,
+    body: &BodyRead,
+) -> BodyDecision {
+    let bytes = match body {
+        BodyRead::TooLarge => return BodyDecision::Answer(Reply::too_large()),
+        BodyRead::Complete(bytes) => bytes,
+    };
+    match auth {
+        Auth::Missing => return BodyDecision::Answer(Reply::missing_authorization()),
+        Auth::Wrong => return BodyDecision::Answer(Reply::unauthorized()),
+        Auth::Ok => {}
+    }
+    let event = match harbor::parse(bytes) {
+        Ok(event) => event,
+        Err(_) => return BodyDecision::Answer(Reply::invalid_body()),
+    };
+    if !event.is_push() {
+        return BodyDecision::Answer(Reply::unsupported_event());
+    }
+    let matches = snapshot.matching(&receiver.scope, &event.artifacts);
+    if matches.is_empty() {
+        BodyDecision::Answer(refresh_reply(0, 0))
+    } else {
+        BodyDecision::Refresh(matches)
+    }
+}
+
+/// Reads a body up to `limit` bytes: kept if `keep`, else only counted.
+pub async fn read_body<B>(body: B, limit: usize, keep: bool) -> Result<BodyRead, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if keep {
+        return match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(BodyRead::Complete(collected.to_bytes())),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(BodyRead::TooLarge),
+            Err(_) => Err(BodyError),
+        };
+    }
+    let mut body = std::pin::pin!(body);
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError)?;
+        if let Some(data) = frame.data_ref() {
+            seen = seen.saturating_add(data.len());
+            if seen > limit {
+                return Ok(BodyRead::TooLarge);
+            }
+        }
+    }
+    Ok(BodyRead::Complete(Bytes::new()))
+}
+
+/// The body could not be read (client gone, broken framing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyError;
+
+/// Handles webhook requests; one per server, shared by all connections.
+pub struct Handler {
+    shared: Arc<Shared>,
+    refresher: Refresher,
+}
+
+struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.requests_in_flight.dec();
+    }
+}
+
+impl Handler {
+    /// A handler over the shared state.
+    pub fn new(shared: Arc<Shared>, refresher: Refresher) -> Self {
+        Self { shared, refresher }
+    }
+
+    /// The refresher.
+    pub fn refresher(&self) -> &Refresher {
+        &self.refresher
+    }
+
+    /// Answers one request on a receiver path (anything but /healthz and
+    /// /readyz). Never panics on any input; memory per request is bounded
+    /// by [`MAX_BODY_BYTES`].
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let arrival = Instant::now();
+        let deadline = tokio::time::Instant::from_std(arrival + self.shared.config.request_timeout);
+        self.shared.metrics.requests_in_flight.inc();
+        let _in_flight = InFlight(self.shared.metrics.clone());
+
+        let snapshot = self.shared.index.snapshot();
+        let (parts, body) = request.into_parts();
+        let declared_len = body.size_hint().exact().or_else(|| {
+            let lower = body.size_hint().lower();
+            (lower > MAX_BODY_BYTES as u64).then_some(lower)
+        });
+        let head = Head {
+            method: &parts.method,
+            path: parts.uri.path(),
+            authorization: parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+            declared_len,
+        };
+        let mut matched = 0usize;
+        let mut refreshed = 0usize;
+        let (receiver, reply) = match decide_head(&snapshot, &head) {
+            HeadDecision::Answer { receiver, reply } => (receiver, reply),
+            HeadDecision::ReadBody {
+                receiver,
+                auth,
+                keep,
+            } => {
+                let read =
+                    tokio::time::timeout_at(deadline, read_body(body, MAX_BODY_BYTES, keep)).await;
+                let reply = match read {
+                    Err(_elapsed) => Reply::body_timeout(),
+                    Ok(Err(BodyError)) => Reply::invalid_body(),
+                    Ok(Ok(read)) => match decide_body(&snapshot, &receiver, auth, &read) {
+                        BodyDecision::Answer(reply) => reply,
+                        BodyDecision::Refresh(matches) => {
+                            matched = matches.len();
+                            let refresh = self.refresher.refresh(&receiver.name, &matches, arrival);
+                            match tokio::time::timeout_at(deadline, refresh).await {
+                                Err(_elapsed) => Reply::refresh_timeout(),
+                                Ok(summary) => {
+                                    refreshed = summary.refreshed();
+                                    refresh_reply(summary.total, summary.failed)
+                                }
+                            }
+                        }
+                    },
+                };
+                (Some(receiver), reply)
+            }
+        };
+
+        let elapsed = arrival.elapsed();
+        let metrics = &self.shared.metrics;
+        let (project, name) = receiver
+            .as_deref()
+            .map(|r| (r.scope.project(), r.name.as_str()))
+            .unwrap_or(("", ""));
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                project: project.to_owned(),
+                receiver: name.to_owned(),
+                outcome: reply.outcome,
+            })
+            .inc();
+        metrics
+            .request_duration
+            .get_or_create(&OutcomeLabels {
+                outcome: reply.outcome,
+            })
+            .observe(elapsed.as_secs_f64());
+        // The path and the Authorization header are secrets: never logged.
+        tracing::info!(
+            receiver = name,
+            project,
+            method = %parts.method,
+            outcome = ?reply.outcome,
+            status = reply.status.as_u16(),
+            matched,
+            refreshed,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "webhook request"
+        );
+        reply.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Index, Scope};
+    use crate::token::TokenDigest;
+    use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
+
+    const PATH: &str = "/harbor/abc";
+    const TOKEN: &[u8] = b"s3cret";
+
+    fn index() -> Index {
+        let index = Index::new();
+        let scope = Scope::Project("p".into());
+        index.set_receivers(
+            &scope,
+            vec![(
+                PATH.into(),
+                ReceiverEntry {
+                    scope: scope.clone(),
+                    name: "recv".into(),
+                    token: TokenDigest::of(TOKEN),
+                },
+            )],
+        );
+        let mut w = Warehouse::new(
+            "w",
+            WarehouseSpec {
+                interval: None,
+                subscriptions: vec![Subscription::image(ImageSubscription {
+                    repo_url: "harbor.example.com/library/app".into(),
+                    constraint: Some("^1".into()),
+                    ..Default::default()
+                })],
+            },
+        );
+        w.metadata.namespace = Some("p".into());
+        w.metadata.generation = Some(1);
+        index.upsert_warehouse(&w);
+        index
+    }
+
+    fn push(tag: &str) -> String {
+        format!(
+            r#"{{"type":"PUSH_ARTIFACT","event_data":{{"resources":[{{"tag":"{tag}","resource_url":"harbor.example.com/library/app:{tag}"}}]}}}}"#
+        )
+    }
+
+    /// Runs both decisions as the handler does, for a request with a
+    /// declared length, returning the answer or the refresh list.
+    fn decide(
+        method: Method,
+        path: &str,
+        auth: Option<&[u8]>,
+        body: &str,
+        declared: bool,
+    ) -> BodyDecision {
+        let index = index();
+        let snap = index.snapshot();
+        let head = Head {
+            method: &method,
+            path,
+            authorization: auth,
+            declared_len: declared.then_some(body.len() as u64),
+        };
+        match decide_head(&snap, &head) {
+            HeadDecision::Answer { reply, .. } => BodyDecision::Answer(reply),
+            HeadDecision::ReadBody {
+                receiver,
+                auth,
+                keep,
+            } => {
+                let read = if body.len() > MAX_BODY_BYTES {
+                    BodyRead::TooLarge
+                } else if keep {
+                    BodyRead::Complete(Bytes::copy_from_slice(body.as_bytes()))
+                } else {
+                    BodyRead::Complete(Bytes::new())
+                };
+                decide_body(&snap, &receiver, auth, &read)
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_row_by_row() {
+        let big = format!("{}{}", push("1.0.0"), " ".repeat(MAX_BODY_BYTES));
+        let ok = push("1.0.0");
+        let ce = r#"{"specversion":"1.0","type":"harbor.artifact.pushed","data":{"resources":[{"tag":"1.2.0","resource_url":"harbor.example.com/library/app:1.2.0"}]}}"#;
+        let pull = r#"{"type":"PULL_ARTIFACT","event_data":{"resources":[{"tag":"1.0.0","resource_url":"harbor.example.com/library/app:1.0.0"}]}}"#;
+        let empty = r#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[]}}"#;
+        let v2 = push("2.0.0");
+        // (method, path, auth, body, declared length?, status, body)
+        type Row<'a> = (
+            Method,
+            &'a str,
+            Option<&'a [u8]>,
+            &'a str,
+            bool,
+            u16,
+            &'a str,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                Method::POST,
+                "/harbor/nope",
+                Some(TOKEN),
+                &ok,
+                true,
+                404,
+                r#"{"error":"not found"}"#,
+            ),
+            (
+                Method::GET,
+                "/harbor/nope",
+                None,
+                "",
+                true,
+                404,
+                r#"{"error":"not found"}"#,
+            ),
+            (
+                Method::GET,
+                PATH,
+                Some(TOKEN),
+                "",
+                true,
+                405,
+                r#"{"error":"method not allowed"}"#,
+            ),
+            (
+                Method::PUT,
+                PATH,
+                None,
+                &big,
+                true,
+                405,
+                r#"{"error":"method not allowed"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                None,
+                &big,
+                true,
+                413,
+                r#"{"error":"content exceeds limit of 2097152 bytes"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                None,
+                &big,
+                false,
+                413,
+                r#"{"error":"content exceeds limit of 2097152 bytes"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b"bad"),
+                &big,
+                false,
+                413,
+                r#"{"error":"content exceeds limit of 2097152 bytes"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                None,
+                &ok,
+                true,
+                401,
+                r#"{"error":"missing authorization"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                None,
+                &ok,
+                false,
+                401,
+                r#"{"error":"missing authorization"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b""),
+                &ok,
+                true,
+                401,
+                r#"{"error":"missing authorization"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b"s3cre"),
+                &ok,
+                true,
+                401,
+                r#"{"error":"unauthorized"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b"s3cret "),
+                &ok,
+                false,
+                401,
+                r#"{"error":"unauthorized"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b"s3cret"),
+                "not json",
+                true,
+                400,
+                r#"{"error":"invalid request body"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b"s3cret"),
+                "",
+                true,
+                400,
+                r#"{"error":"invalid request body"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b"s3cret"),
+                pull,
+                true,
+                400,
+                r#"{"error":"unsupported event type"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b"s3cret"),
+                empty,
+                true,
+                200,
+                r#"{"msg":"refreshed 0 warehouse(s)"}"#,
+            ),
+            (
+                Method::POST,
+                PATH,
+                Some(b"s3cret"),
+                &v2,
+                true,
+                200,
+                r#"{"msg":"refreshed 0 warehouse(s)"}"#,
+            ),
+        ];
+        for (method, path, auth, body, declared, status, want) in rows {
+            let what = format!(
+                "{method} {path} auth={auth:?} declared={declared} body={:.40}",
+                body
+            );
+            match decide(method, path, auth, body, declared) {
+                BodyDecision::Answer(reply) => {
+                    assert_eq!(reply.status.as_u16(), status, "{what}");
+                    assert_eq!(reply.body, format!("{want}\n"), "{what}");
+                }
+                BodyDecision::Refresh(m) => panic!("{what}: refresh {m:?}"),
+            }
+        }
+        for body in [ok.as_str(), ce] {
+            match decide(Method::POST, PATH, Some(TOKEN), body, false) {
+                BodyDecision::Refresh(m) => {
+                    assert_eq!(m.len(), 1);
+                    assert_eq!(m[0].warehouse.name, "w");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn refresh_answers() {
+        let r = refresh_reply(3, 0);
+        assert_eq!(
+            (r.status.as_u16(), r.body.as_ref()),
+            (200, "{\"msg\":\"refreshed 3 warehouse(s)\"}\n")
+        );
+        let r = refresh_reply(3, 2);
+        assert_eq!(
+            (r.status.as_u16(), r.body.as_ref()),
+            (500, "{\"error\":\"failed to refresh 2 of 3 warehouses\"}\n")
+        );
+        assert_eq!(r.outcome, Outcome::RefreshFailed);
+    }
+
+    #[test]
+    fn every_reply_is_json_with_its_content_type() {
+        for reply in [
+            Reply::not_found(),
+            Reply::method_not_allowed(),
+            Reply::too_large(),
+            Reply::missing_authorization(),
+            Reply::unauthorized(),
+            Reply::invalid_body(),
+            Reply::unsupported_event(),
+            Reply::body_timeout(),
+            Reply::refresh_timeout(),
+            refresh_reply(1, 0),
+            refresh_reply(1, 1),
+        ] {
+            let body = reply.body.clone();
+            let allow = reply.status == StatusCode::METHOD_NOT_ALLOWED;
+            let response = reply.into_response();
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            assert_eq!(response.headers().get(ALLOW).is_some(), allow);
+            assert!(body.ends_with('\n'));
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(v
+                .get("error")
+                .or(v.get("msg"))
+                .is_some_and(|s| s.is_string()));
+        }
+        assert_eq!(
+            Reply::method_not_allowed().into_response().headers()[ALLOW],
+            "POST"
+        );
+    }
+
+    #[tokio::test]
+    async fn body_reading_is_bounded() {
+        use futures::stream;
+        use http_body_util::StreamBody;
+        use hyper::body::Frame;
+        let chunks = |n: usize, size: usize| {
+            StreamBody::new(stream::iter((0..n).map(move |_| {
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'x'; size])))
+            })))
+        };
+        // Exactly the limit: accepted, kept or counted.
+        assert_eq!(
+            read_body(chunks(2, MAX_BODY_BYTES / 2), MAX_BODY_BYTES, true).await,
+            Ok(BodyRead::Complete(Bytes::from(vec![b'x'; MAX_BODY_BYTES])))
+        );
+        assert_eq!(
+            read_body(chunks(2, MAX_BODY_BYTES / 2), MAX_BODY_BYTES, false).await,
+            Ok(BodyRead::Complete(Bytes::new()))
+        );
+        // One byte over, and an endless stream: refused without reading on.
+        assert_eq!(
+            read_body(chunks(MAX_BODY_BYTES + 1, 1), MAX_BODY_BYTES, true).await,
+            Ok(BodyRead::TooLarge)
+        );
+        let endless = StreamBody::new(stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(&[0u8; 4096])))
+        }));
+        assert_eq!(
+            read_body(endless, MAX_BODY_BYTES, false).await,
+            Ok(BodyRead::TooLarge)
+        );
+        let endless = StreamBody::new(stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(&[0u8; 4096])))
+        }));
+        assert_eq!(
+            read_body(endless, MAX_BODY_BYTES, true).await,
+            Ok(BodyRead::TooLarge)
+        );
+        // A broken body is an error, not a panic.
+        let broken = StreamBody::new(stream::iter(vec![Err::<Frame<Bytes>, _>(
+            std::io::Error::other("reset"),
+        )]));
+        assert_eq!(
+            read_body(broken, MAX_BODY_BYTES, true).await,
+            Err(BodyError)
+        );
+    }
+}

@@ -1,0 +1,761 @@
+//! The refresher: sets `kargo.akuity.io/refresh` on Warehouses with a JSON
+//! merge patch, coalescing concurrent requests for the same Warehouse.
+//!
+//! # The promise
+//! A request that arrived at instant `A` is answered 2xx only if every
+//! matching Warehouse got a refresh value whose timestamp was taken after
+//! `A`. A request may therefore share ("join") a patch only if that patch
+//! took its timestamp after the request arrived:
+//!
+//! - no patch running for the Warehouse → start one;
+//! - a patch running whose timestamp is not taken yet or was taken after `A`
+//!   → join it;
+//! - a patch running that took its timestamp before `A` → join the queued
+//!   patch (creating it if needed), which starts when the running one ends.
+//!
+//! So at most one running and one queued patch exist per Warehouse, however
+//! many requests name it. Timestamps are taken under the slot lock, so
+//! "not taken yet" observed under the lock really means "taken later".
+//!
+//! Patches run in their own tasks: a request that gives up (timeout, client
+//! gone) does not cancel a patch others wait for. Every API call is bounded
+//! by `--api-timeout`. A Warehouse deleted meanwhile (404) counts as done.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::{Api, Resource};
+use tokio::sync::watch;
+
+use crate::index::{WarehouseMatch, WarehouseRef};
+use crate::metrics::{Metrics, RefreshLabels, RefreshResult};
+use crate::warehouse_events::{EventSink, RefreshEvent};
+
+/// Field manager of our patches.
+pub const FIELD_MANAGER: &str = "kargo-harbor-receiver";
+
+static LAST_NANOS: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// The next refresh value: RFC 3339 UTC with nanoseconds, strictly
+/// increasing within the process (`max(now, last + 1ns)`), e.g.
+/// `2026-11-29T03:30:00.123456789Z`. Fixed width, so the strings also sort
+/// in time order.
+pub fn next_refresh_value() -> String {
+    let now = Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX - 1);
+    let mut last = LAST_NANOS.load(Ordering::Relaxed);
+    let next = loop {
+        let candidate = now.max(last.saturating_add(1));
+        match LAST_NANOS.compare_exchange_weak(last, candidate, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => break candidate,
+            Err(actual) => last = actual,
+        }
+    };
+    DateTime::<Utc>::from_timestamp_nanos(next).to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// The merge patch setting the refresh annotation.
+pub fn refresh_patch(value: &str) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"annotations": {kargo_api::REFRESH_ANNOTATION: value}}
+    })
+}
+
+/// Why a patch did not apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchError {
+    /// The Warehouse does not exist (any more).
+    NotFound,
+    /// Any other failure (API error, transport error). Never shown to
+    /// clients.
+    Failed(String),
+}
+
+/// Applies one refresh patch. The Kubernetes implementation is
+/// [`KubePatcher`]; tests substitute their own.
+pub trait Patcher: Send + Sync + 'static {
+    /// Sets the refresh annotation of `warehouse` to `value`; on success
+    /// returns a reference to the patched object (for its Event).
+    fn patch(
+        &self,
+        warehouse: &WarehouseRef,
+        value: &str,
+    ) -> BoxFuture<'static, Result<ObjectReference, PatchError>>;
+}
+
+/// Patches through the API server.
+pub struct KubePatcher {
+    client: kube::Client,
+    resource: ApiResource,
+}
+
+impl KubePatcher {
+    /// A patcher using `client`.
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            resource: ApiResource::erase::<kargo_api::Warehouse>(&()),
+        }
+    }
+}
+
+impl Patcher for KubePatcher {
+    fn patch(
+        &self,
+        warehouse: &WarehouseRef,
+        value: &str,
+    ) -> BoxFuture<'static, Result<ObjectReference, PatchError>> {
+        // DynamicObject: the answer is only needed for its metadata, and a
+        // Warehouse whose spec we cannot model must not turn a successful
+        // patch into a failure.
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &warehouse.namespace, &self.resource);
+        let name = warehouse.name.clone();
+        let patch = refresh_patch(value);
+        let resource = self.resource.clone();
+        async move {
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PatchParams::default()
+            };
+            match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+                Ok(obj) => {
+                    let mut reference = obj.object_ref(&resource);
+                    reference.field_path = None;
+                    Ok(reference)
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => Err(PatchError::NotFound),
+                Err(e) => Err(PatchError::Failed(e.to_string())),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// How one Warehouse's refresh ended for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FlightResult {
+    Patched,
+    NotFound,
+    Failed,
+}
+
+/// One patch, shared by every request that joined it.
+struct Flight {
+    /// When its timestamp was taken (set under the slot lock).
+    taken_at: OnceLock<Instant>,
+    done: watch::Sender<Option<FlightResult>>,
+    /// Who asked first, for the Warehouse's Event.
+    receiver: String,
+    artifact: String,
+}
+
+impl Flight {
+    fn new(receiver: &str, artifact: &str) -> Arc<Self> {
+        Arc::new(Self {
+            taken_at: OnceLock::new(),
+            done: watch::Sender::new(None),
+            receiver: receiver.to_owned(),
+            artifact: artifact.to_owned(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    running: Option<Arc<Flight>>,
+    queued: Option<Arc<Flight>>,
+}
+
+struct Inner {
+    patcher: Arc<dyn Patcher>,
+    api_timeout: Duration,
+    concurrency: usize,
+    metrics: Arc<Metrics>,
+    events: Option<EventSink>,
+    slots: Mutex<HashMap<WarehouseRef, Slot>>,
+}
+
+impl Inner {
+    fn slots(&self) -> MutexGuard<'_, HashMap<WarehouseRef, Slot>> {
+        // Every critical section leaves the map consistent.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What happened to the Warehouses of one request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefreshSummary {
+    /// Warehouses that matched.
+    pub total: usize,
+    /// Patched by a patch this request started.
+    pub patched: usize,
+    /// Satisfied by a patch shared with another request.
+    pub shared: usize,
+    /// Gone meanwhile (counted as done).
+    pub not_found: usize,
+    /// Not refreshed: API error or timeout.
+    pub failed: usize,
+}
+
+impl RefreshSummary {
+    /// Warehouses that are known to carry a fresh value (or are gone).
+    pub fn refreshed(&self) -> usize {
+        self.total - self.failed
+    }
+}
+
+/// Refreshes Warehouses; cheap to clone, one per process.
+#[derive(Clone)]
+pub struct Refresher {
+    inner: Arc<Inner>,
+}
+
+/// Settings of a [`Refresher`].
+pub struct RefresherOptions {
+    /// Bound of each API call.
+    pub api_timeout: Duration,
+    /// Concurrent Warehouses per request.
+    pub concurrency: usize,
+    /// Events are sent here after each applied patch (if any).
+    pub events: Option<EventSink>,
+}
+
+impl Refresher {
+    /// A refresher using `patcher`.
+    pub fn new(
+        patcher: Arc<dyn Patcher>,
+        metrics: Arc<Metrics>,
+        options: RefresherOptions,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                patcher,
+                api_timeout: options.api_timeout,
+                concurrency: options.concurrency.max(1),
+                metrics,
+                events: options.events,
+                slots: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Refreshes every matched Warehouse for a request that arrived at
+    /// `arrival` on receiver `receiver`; at most `--refresh-concurrency` at
+    /// once. Returns once each Warehouse is done or failed.
+    pub async fn refresh(
+        &self,
+        receiver: &str,
+        matches: &[WarehouseMatch],
+        arrival: Instant,
+    ) -> RefreshSummary {
+        let mut summary = RefreshSummary {
+            total: matches.len(),
+            ..RefreshSummary::default()
+        };
+        // Owned futures: borrowed ones trip the compiler's higher-ranked
+        // Send inference once this runs inside a hyper service.
+        let receiver: Arc<str> = Arc::from(receiver);
+        let jobs: Vec<_> = matches
+            .iter()
+            .cloned()
+            .map(|m| {
+                let this = self.clone();
+                let receiver = receiver.clone();
+                async move { this.refresh_one(&receiver, &m, arrival).await }
+            })
+            .collect();
+        let mut results = futures::stream::iter(jobs).buffer_unordered(self.inner.concurrency);
+        while let Some(result) = results.next().await {
+            self.inner
+                .metrics
+                .refreshes
+                .get_or_create(&RefreshLabels { result })
+                .inc();
+            match result {
+                RefreshResult::Patched => summary.patched += 1,
+                RefreshResult::Shared => summary.shared += 1,
+                RefreshResult::NotFound => summary.not_found += 1,
+                RefreshResult::Failed => summary.failed += 1,
+            }
+        }
+        summary
+    }
+
+    async fn refresh_one(
+        &self,
+        receiver: &str,
+        m: &WarehouseMatch,
+        arrival: Instant,
+    ) -> RefreshResult {
+        let (flight, started_here) = {
+            let mut slots = self.inner.slots();
+            let slot = slots.entry(m.warehouse.clone()).or_default();
+            match &slot.running {
+                None => {
+                    let flight = Flight::new(receiver, &m.artifact);
+                    slot.running = Some(flight.clone());
+                    tokio::spawn(drive(
+                        self.inner.clone(),
+                        m.warehouse.clone(),
+                        flight.clone(),
+                    ));
+                    (flight, true)
+                }
+                Some(running) if running.taken_at.get().is_none_or(|t| *t > arrival) => {
+                    (running.clone(), false)
+                }
+                Some(_) => match &slot.queued {
+                    Some(queued) => (queued.clone(), false),
+                    None => {
+                        let flight = Flight::new(receiver, &m.artifact);
+                        slot.queued = Some(flight.clone());
+                        (flight, true)
+                    }
+                },
+            }
+        };
+        let mut done = flight.done.subscribe();
+        let result = match done.wait_for(Option::is_some).await {
+            Ok(r) => r.unwrap_or(FlightResult::Failed),
+            // The driver vanished without an answer: not applied.
+            Err(_) => FlightResult::Failed,
+        };
+        match (result, started_here) {
+            (FlightResult::Patched, true) => RefreshResult::Patched,
+            (FlightResult::Patched, false) => RefreshResult::Shared,
+            (FlightResult::NotFound, _) => RefreshResult::NotFound,
+            (FlightResult::Failed, _) => RefreshResult::Failed,
+        }
+    }
+
+    /// Warehouses with a running or queued patch (tests, diagnostics).
+    pub fn pending(&self) -> usize {
+        self.inner.slots().len()
+    }
+}
+
+/// Runs the flight, then the flight queued behind it, until none is left.
+async fn drive(inner: Arc<Inner>, warehouse: WarehouseRef, mut flight: Arc<Flight>) {
+    loop {
+        let value = {
+            let _slots = inner.slots();
+            let _ = flight.taken_at.set(Instant::now());
+            next_refresh_value()
+        };
+        let started = Instant::now();
+        let call = inner.patcher.patch(&warehouse, &value);
+        let outcome = AssertUnwindSafe(tokio::time::timeout(inner.api_timeout, call))
+            .catch_unwind()
+            .await;
+        inner
+            .metrics
+            .refresh_patch_duration
+            .observe(started.elapsed().as_secs_f64());
+        let result = match outcome {
+            Ok(Ok(Ok(reference))) => {
+                tracing::debug!(
+                    namespace = %warehouse.namespace,
+                    warehouse = %warehouse.name,
+                    refresh = %value,
+                    "refreshed Warehouse"
+                );
+                if let Some(events) = &inner.events {
+                    events.send(RefreshEvent {
+                        regarding: reference,
+                        receiver: flight.receiver.clone(),
+                        artifact: flight.artifact.clone(),
+                    });
+                }
+                FlightResult::Patched
+            }
+            Ok(Ok(Err(PatchError::NotFound))) => {
+                tracing::debug!(
+                    namespace = %warehouse.namespace,
+                    warehouse = %warehouse.name,
+                    "Warehouse gone before its refresh; counted as done"
+                );
+                FlightResult::NotFound
+            }
+            Ok(Ok(Err(PatchError::Failed(error)))) => {
+                tracing::warn!(
+                    namespace = %warehouse.namespace,
+                    warehouse = %warehouse.name,
+                    %error,
+                    "refreshing Warehouse failed"
+                );
+                FlightResult::Failed
+            }
+            Ok(Err(_elapsed)) => {
+                tracing::warn!(
+                    namespace = %warehouse.namespace,
+                    warehouse = %warehouse.name,
+                    timeout = ?inner.api_timeout,
+                    "refreshing Warehouse timed out"
+                );
+                FlightResult::Failed
+            }
+            Err(_panic) => {
+                tracing::error!(
+                    namespace = %warehouse.namespace,
+                    warehouse = %warehouse.name,
+                    "refreshing Warehouse panicked"
+                );
+                FlightResult::Failed
+            }
+        };
+        let next = {
+            let mut slots = inner.slots();
+            let next = match slots.get_mut(&warehouse) {
+                Some(slot) => {
+                    slot.running = slot.queued.take();
+                    slot.running.clone()
+                }
+                None => None,
+            };
+            if next.is_none() {
+                slots.remove(&warehouse);
+            }
+            next
+        };
+        flight.done.send_replace(Some(result));
+        match next {
+            Some(queued) => flight = queued,
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Semaphore;
+
+    /// A patcher that records values, can be held (gate) and can fail.
+    struct FakePatcher {
+        calls: Mutex<Vec<(WarehouseRef, String, Instant)>>,
+        gate: Arc<Semaphore>,
+        fail: Mutex<HashMap<String, PatchError>>,
+        hang: Mutex<Option<String>>,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    impl FakePatcher {
+        fn new(open: bool) -> Arc<Self> {
+            Arc::new(Self {
+                calls: Mutex::new(Vec::new()),
+                gate: Arc::new(Semaphore::new(if open {
+                    Semaphore::MAX_PERMITS
+                } else {
+                    0
+                })),
+                fail: Mutex::new(HashMap::new()),
+                hang: Mutex::new(None),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
+            })
+        }
+        fn values(&self, name: &str) -> Vec<String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.0.name == name)
+                .map(|c| c.1.clone())
+                .collect()
+        }
+        fn call_instants(&self, name: &str) -> Vec<Instant> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.0.name == name)
+                .map(|c| c.2)
+                .collect()
+        }
+    }
+
+    impl Patcher for Arc<FakePatcher> {
+        fn patch(
+            &self,
+            warehouse: &WarehouseRef,
+            value: &str,
+        ) -> BoxFuture<'static, Result<ObjectReference, PatchError>> {
+            let me = self.clone();
+            let warehouse = warehouse.clone();
+            let value = value.to_owned();
+            async move {
+                me.calls
+                    .lock()
+                    .unwrap()
+                    .push((warehouse.clone(), value, Instant::now()));
+                let now = me.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                me.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                let hang = me.hang.lock().unwrap().clone();
+                if hang.as_deref() == Some(warehouse.name.as_str()) {
+                    futures::future::pending::<()>().await;
+                }
+                let _permit = me.gate.acquire().await.expect("gate open");
+                me.in_flight.fetch_sub(1, Ordering::SeqCst);
+                if let Some(e) = me.fail.lock().unwrap().get(&warehouse.name) {
+                    return Err(e.clone());
+                }
+                Ok(ObjectReference {
+                    name: Some(warehouse.name.clone()),
+                    namespace: Some(warehouse.namespace.clone()),
+                    ..ObjectReference::default()
+                })
+            }
+            .boxed()
+        }
+    }
+
+    fn wh(name: &str) -> WarehouseMatch {
+        WarehouseMatch {
+            warehouse: WarehouseRef {
+                namespace: "p".into(),
+                name: name.into(),
+            },
+            artifact: "h/app:1.0.0".into(),
+        }
+    }
+
+    fn refresher(patcher: &Arc<FakePatcher>, concurrency: usize) -> Refresher {
+        Refresher::new(
+            Arc::new(patcher.clone()),
+            Arc::new(Metrics::new()),
+            RefresherOptions {
+                api_timeout: Duration::from_millis(300),
+                concurrency,
+                events: None,
+            },
+        )
+    }
+
+    async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[test]
+    fn refresh_values_strictly_increase_and_look_like_rfc3339() {
+        let mut last = String::new();
+        for _ in 0..10_000 {
+            let v = next_refresh_value();
+            assert_eq!(v.len(), "2026-11-29T03:30:00.123456789Z".len(), "{v}");
+            assert!(v.ends_with('Z'));
+            assert!(DateTime::parse_from_rfc3339(&v).is_ok(), "{v}");
+            assert!(v > last, "{v} <= {last}");
+            last = v;
+        }
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| (0..2000).map(|_| next_refresh_value()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all: Vec<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "duplicate refresh values across threads");
+    }
+
+    #[test]
+    fn patch_body_is_a_merge_patch_of_the_annotation() {
+        assert_eq!(
+            refresh_patch("2026-11-29T03:30:00.123456789Z").to_string(),
+            r#"{"metadata":{"annotations":{"kargo.akuity.io/refresh":"2026-11-29T03:30:00.123456789Z"}}}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn every_match_is_patched_with_bounded_concurrency() {
+        let patcher = FakePatcher::new(false);
+        let r = refresher(&patcher, 2);
+        let matches: Vec<_> = (0..6).map(|i| wh(&format!("w{i}"))).collect();
+        let task = {
+            let r = r.clone();
+            let matches = matches.clone();
+            tokio::spawn(async move { r.refresh("recv", &matches, Instant::now()).await })
+        };
+        wait_until("two patches in flight", || {
+            patcher.in_flight.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        let summary = task.await.unwrap();
+        assert_eq!(
+            summary,
+            RefreshSummary {
+                total: 6,
+                patched: 6,
+                ..Default::default()
+            }
+        );
+        assert_eq!(patcher.max_in_flight.load(Ordering::SeqCst), 2);
+        for i in 0..6 {
+            assert_eq!(patcher.values(&format!("w{i}")).len(), 1);
+        }
+        assert_eq!(r.pending(), 0, "slots are released");
+    }
+
+    #[tokio::test]
+    async fn failures_and_deleted_warehouses() {
+        let patcher = FakePatcher::new(true);
+        patcher
+            .fail
+            .lock()
+            .unwrap()
+            .insert("broken".into(), PatchError::Failed("boom".into()));
+        patcher
+            .fail
+            .lock()
+            .unwrap()
+            .insert("gone".into(), PatchError::NotFound);
+        *patcher.hang.lock().unwrap() = Some("slow".into());
+        let r = refresher(&patcher, 4);
+        let summary = r
+            .refresh(
+                "recv",
+                &[wh("ok"), wh("broken"), wh("gone"), wh("slow")],
+                Instant::now(),
+            )
+            .await;
+        assert_eq!(
+            summary,
+            RefreshSummary {
+                total: 4,
+                patched: 1,
+                shared: 0,
+                not_found: 1,
+                failed: 2,
+            }
+        );
+        assert_eq!(summary.refreshed(), 2);
+        // A failed Warehouse is retried by the next request, not remembered.
+        patcher.fail.lock().unwrap().clear();
+        *patcher.hang.lock().unwrap() = None;
+        let again = r
+            .refresh("recv", &[wh("broken"), wh("slow")], Instant::now())
+            .await;
+        assert_eq!(again.patched, 2, "{again:?}");
+        assert_eq!(patcher.values("broken").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_patches_only_when_the_promise_holds() {
+        let patcher = FakePatcher::new(false);
+        let r = refresher(&patcher, 4);
+        let spawn = |arrival: Instant| {
+            let r = r.clone();
+            tokio::spawn(async move { r.refresh("recv", &[wh("w")], arrival).await })
+        };
+        // First request starts a patch, which blocks at the gate with its
+        // timestamp taken.
+        let first = spawn(Instant::now());
+        wait_until("first patch running", || patcher.values("w").len() == 1).await;
+        // Requests arriving now must not join the running patch (its
+        // timestamp predates them): they all queue behind it, on ONE patch.
+        let arrival = Instant::now();
+        let later: Vec<_> = (0..20).map(|_| spawn(Instant::now())).collect();
+        tokio::task::yield_now().await;
+        assert_eq!(patcher.values("w").len(), 1, "queued, not started");
+        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        assert_eq!(first.await.unwrap().patched, 1);
+        let mut patched = 0;
+        let mut shared = 0;
+        for t in later {
+            let s = t.await.unwrap();
+            assert_eq!(s.failed, 0);
+            patched += s.patched;
+            shared += s.shared;
+        }
+        assert_eq!((patched, shared), (1, 19));
+        let values = patcher.values("w");
+        assert_eq!(
+            values.len(),
+            2,
+            "one running + one queued patch: {values:?}"
+        );
+        assert!(values[1] > values[0]);
+        // The second patch took its timestamp after every later request arrived.
+        assert!(patcher.call_instants("w")[1] > arrival);
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_may_join_a_patch_that_has_not_taken_its_timestamp() {
+        // Arrival in the past relative to the running patch's timestamp:
+        // joining is allowed because the value is newer than the arrival.
+        let patcher = FakePatcher::new(false);
+        let r = refresher(&patcher, 4);
+        let early = Instant::now();
+        let a = {
+            let r = r.clone();
+            tokio::spawn(async move { r.refresh("recv", &[wh("w")], Instant::now()).await })
+        };
+        wait_until("patch running", || patcher.values("w").len() == 1).await;
+        let b = {
+            let r = r.clone();
+            tokio::spawn(async move { r.refresh("recv", &[wh("w")], early).await })
+        };
+        tokio::task::yield_now().await;
+        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        assert_eq!(a.await.unwrap().patched, 1);
+        assert_eq!(b.await.unwrap().shared, 1);
+        assert_eq!(patcher.values("w").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_shared_patch_fails_every_joiner() {
+        let patcher = FakePatcher::new(false);
+        patcher
+            .fail
+            .lock()
+            .unwrap()
+            .insert("w".into(), PatchError::Failed("nope".into()));
+        let r = refresher(&patcher, 4);
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let r = r.clone();
+                tokio::spawn(async move { r.refresh("recv", &[wh("w")], Instant::now()).await })
+            })
+            .collect();
+        wait_until("patch running", || !patcher.values("w").is_empty()).await;
+        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        for t in tasks {
+            assert_eq!(t.await.unwrap().failed, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_does_not_cancel_the_patch() {
+        let patcher = FakePatcher::new(false);
+        let r = refresher(&patcher, 4);
+        let a = {
+            let r = r.clone();
+            tokio::spawn(async move { r.refresh("recv", &[wh("w")], Instant::now()).await })
+        };
+        wait_until("patch running", || patcher.values("w").len() == 1).await;
+        a.abort();
+        let _ = a.await;
+        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        wait_until("slot released", || r.pending() == 0).await;
+    }
+}
