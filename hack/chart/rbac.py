@@ -23,8 +23,13 @@ input.
 
 "query" may be a string ("watch=true&limit=500"), an object ({"watch": "true"})
 or absent; a "?query" left in "path" is understood too. Entries may carry a
-"userAgent"/"user_agent" field; --user-agent REGEX keeps only the matching ones
-(to leave out requests a test harness made itself). Non-resource paths that
+"userAgent"/"user_agent" field: --user-agent REGEX keeps only the matching
+ones, --exclude-user-agent REGEX drops the matching ones (e.g. '^kubectl/' to
+leave out what a test harness did itself; kube-rs sends no User-Agent by
+default). Requests to the kube-emulator's own control endpoints (/_emulator/)
+are skipped. When an entry also carries the server's own idea of the verb
+("verb", as the kube-emulator logs it), a disagreement is reported as a
+warning: one of the two mappings is wrong. Non-resource paths that
 every authenticated client may read (discovery, /version, /openapi, health)
 are allowed as the default system:discovery and system:public-info-viewer
 ClusterRoles do.
@@ -411,6 +416,7 @@ def allowed_by_default(attrs: Attributes) -> bool:
 
 
 EMPTY_GROUP = '""'
+EMULATOR_CONTROL_PREFIX = "/_emulator/"
 
 
 @dataclass
@@ -420,6 +426,7 @@ class Report:
     denied: list[tuple[dict[str, Any], Attributes]]
     unused: list[tuple[Grant, str, str, str]]  # grant, group, resource, verb
     used: dict[tuple[str, str, str], int]  # (group, resource, verb) -> count
+    mismatches: list[tuple[dict[str, Any], Attributes]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -446,6 +453,10 @@ class Report:
                 {"apiGroup": k[0], "resource": k[1], "verb": k[2], "count": v}
                 for k, v in sorted(self.used.items())
             ],
+            "verbMismatches": [
+                {"request": req, "ours": attrs.verb, "logged": req.get("verb")}
+                for req, attrs in self.mismatches
+            ],
         }
 
     def to_text(self) -> str:
@@ -467,6 +478,10 @@ class Report:
                     continue
                 seen.add(key)
                 lines.append(f"  {key}   <- {req.get('method')} {req.get('path')}")
+        if self.mismatches:
+            lines.append("WARNING: the log's verb differs from the API server mapping:")
+            for req, attrs in self.mismatches:
+                lines.append(f"  {req.get('method')} {req.get('path')}: logged {req.get('verb')}, mapped {attrs.verb}")
         if self.unused:
             lines.append("unused (granted, never requested):")
             for g, group, resource, verb in self.unused:
@@ -484,9 +499,12 @@ def check(
     *,
     subject: tuple[str, str] | None = None,
     user_agent: str | None = None,
+    exclude_user_agent: str | None = None,
 ) -> Report:
     policy = build_policy(docs, subject)
     agent_re = re.compile(user_agent) if user_agent else None
+    exclude_re = re.compile(exclude_user_agent) if exclude_user_agent else None
+    mismatches: list[tuple[dict[str, Any], Attributes]] = []
     denied: list[tuple[dict[str, Any], Attributes]] = []
     used_grants: set[tuple[int, str, str, str]] = set()
     used: dict[tuple[str, str, str], int] = {}
@@ -494,12 +512,18 @@ def check(
     for req in requests:
         if not isinstance(req, dict) or "method" not in req or "path" not in req:
             raise ValueError(f"a request needs method and path: {req!r}")
-        if agent_re is not None:
-            agent = req.get("userAgent") or req.get("user_agent") or ""
-            if not agent_re.search(str(agent)):
-                continue
+        if str(req["path"]).startswith(EMULATOR_CONTROL_PREFIX):
+            continue
+        agent = str(req.get("userAgent") or req.get("user_agent") or "")
+        if agent_re is not None and not agent_re.search(agent):
+            continue
+        if exclude_re is not None and exclude_re.search(agent):
+            continue
         counted += 1
         attrs = request_attributes(str(req["method"]), str(req["path"]), req.get("query"))
+        logged_verb = req.get("verb")
+        if attrs.resource_request and logged_verb and logged_verb != attrs.verb:
+            mismatches.append((req, attrs))
         hits = allowed_by(policy, attrs)
         if attrs.resource_request:
             key = (attrs.api_group, attrs.full_resource, attrs.verb)
@@ -525,7 +549,14 @@ def check(
                         for gid, ugroup, uresource, uverb in used_grants
                     ):
                         unused.append((g, group, resource, verb))
-    return Report(subject=policy.subject, requests=counted, denied=denied, unused=unused, used=used)
+    return Report(
+        subject=policy.subject,
+        requests=counted,
+        denied=denied,
+        unused=unused,
+        used=used,
+        mismatches=mismatches,
+    )
 
 
 def _wild_resource(pattern: str, resource: str) -> bool:
@@ -549,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         help="subject to check (default: the Deployment's ServiceAccount)",
     )
     parser.add_argument("--user-agent", metavar="REGEX", help="only requests whose userAgent matches")
+    parser.add_argument("--exclude-user-agent", metavar="REGEX", help="leave out requests whose userAgent matches")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--fail-on-unused", action="store_true", help="exit 1 when a grant was never used")
     args = parser.parse_args(argv)
@@ -567,7 +599,13 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not ns or not name:
                 raise ValueError("--service-account takes NAMESPACE/NAME")
             subject = (ns, name)
-        report = check(docs, requests, subject=subject, user_agent=args.user_agent)
+        report = check(
+            docs,
+            requests,
+            subject=subject,
+            user_agent=args.user_agent,
+            exclude_user_agent=args.exclude_user_agent,
+        )
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"rbac.py: {exc}", file=sys.stderr)
         return 2

@@ -286,6 +286,51 @@ subjects: [{kind: ServiceAccount, name: sa, namespace: ns}]
         self.assertEqual(report.requests, 1)
 
 
+class EmulatorLogTest(unittest.TestCase):
+    """testdata/emulator-requests.json is a real kube-emulator request log
+    (GET /_emulator/requests): kubectl creating and listing Secrets, then
+    requests shaped like the program's, sent without a User-Agent as kube-rs does."""
+
+    def setUp(self):
+        self.log = json.loads((Path(__file__).parent / "testdata" / "emulator-requests.json").read_text())
+
+    def test_the_emulator_and_rbac_py_agree_on_verbs(self):
+        for entry in self.log:
+            if entry.get("verb") and entry["path"].startswith(("/api/", "/apis/")):
+                with self.subTest(path=entry["path"], query=entry["query"]):
+                    attrs = rbac.request_attributes(entry["method"], entry["path"], entry["query"])
+                    self.assertEqual(attrs.verb, entry["verb"])
+                    self.assertEqual(attrs.resource, entry["resource"])
+                    if entry["resource"] != "namespaces":
+                        # (For a Namespace object the API server's request
+                        # namespace is its name; the emulator logs none.)
+                        self.assertEqual(attrs.namespace, entry["namespace"] or "")
+
+    def test_harness_requests_can_be_left_out(self):
+        manifests = docs(MANIFESTS.replace('resourceNames: ["khr"]', 'resourceNames: ["khr-kargo-harbor-receiver"]'))
+        report = rbac.check(manifests, self.log, exclude_user_agent=r"^kubectl/")
+        self.assertEqual(report.requests, 11)  # the control endpoint and kubectl's 2 left out
+        self.assertEqual(report.mismatches, [])
+        denied = sorted(a.describe() for _, a in report.denied)
+        self.assertEqual(
+            denied,
+            [
+                'deletecollection "" configmaps (namespace kargo-demo)',
+                'get "" namespaces kargo (namespace kargo)',
+                "patch coordination.k8s.io leases khr-kargo-harbor-receiver (namespace kargo)",
+            ],
+        )
+        with_kubectl = rbac.check(manifests, self.log)
+        self.assertIn('create "" secrets (namespace kargo-demo)', [a.describe() for _, a in with_kubectl.denied])
+
+    def test_a_verb_disagreement_is_a_warning(self):
+        entry = {"method": "GET", "path": "/api/v1/secrets", "query": "watch=true", "verb": "list"}
+        report = rbac.check(docs(), [entry])
+        self.assertTrue(report.ok)
+        self.assertEqual(len(report.mismatches), 1)
+        self.assertIn("WARNING", report.to_text())
+
+
 class CliTest(unittest.TestCase):
     def run_cli(self, requests, *extra):
         with tempfile.TemporaryDirectory() as tmp:
