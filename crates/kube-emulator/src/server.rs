@@ -314,7 +314,14 @@ pub(crate) async fn handle(
     let accept = rec.accept.clone().unwrap_or_default();
     let resp = match (segs.as_slice(), target) {
         (["_emulator", rest @ ..], _) => admin(&shared, &parts.method, rest, &body),
-        (_, Some(Ok(t))) => match resource(&shared, &parts.method, t, &q, &ct, &accept, &body) {
+        (_, Some(Ok(t))) => match resource(
+            &shared,
+            &parts.method,
+            t,
+            &q,
+            (&ct, &accept, rec.user_agent.as_deref().unwrap_or("")),
+            &body,
+        ) {
             Ok(r) => r,
             Err(e) => error_response(&e),
         },
@@ -484,10 +491,14 @@ fn resource(
     method: &Method,
     t: Target,
     q: &HashMap<String, String>,
-    ct: &str,
-    accept: &str,
+    (ct, accept, user_agent): (&str, &str, &str),
     body: &[u8],
 ) -> ApiResult<Response<Body>> {
+    // Non-apply writes without fieldManager are owned by the user agent's program name,
+    // as on a real server.
+    let ua_manager = user_agent.split('/').next().unwrap_or("").to_string();
+    let manager = q.get("fieldManager").cloned().unwrap_or(ua_manager);
+    let is_apply = ct.starts_with("application/apply-patch");
     let ns = t.namespace.as_deref();
     let rt = &t.rt;
     if rt.namespaced && t.name.is_some() && ns.is_none() && *method != Method::POST {
@@ -583,28 +594,33 @@ fn resource(
         }
         (&Method::POST, None) => {
             let obj = parse_body(ct, body)?;
-            if is_dry_run(q) {
-                return Ok(json_response(201, &obj));
-            }
-            let o = shared.lock_store().create(rt, ns, obj)?;
+            let o = write(shared, q, |s| s.create_as(rt, ns, obj, Some(&manager)))?;
             Ok(json_response(201, &render_one(o)))
         }
         (&Method::PUT, Some(name)) => {
             let obj = parse_body(ct, body)?;
-            let o = shared.lock_store().update(rt, ns, name, obj, sub)?;
+            let o = write(shared, q, |s| {
+                s.update_as(rt, ns, name, obj, sub, Some(&manager))
+            })?;
             Ok(json_response(200, &render_one(o)))
         }
         (&Method::PATCH, Some(name)) => {
-            let o = shared.lock_store().patch(
-                rt,
-                ns,
-                name,
-                ct,
-                body,
-                sub,
-                q.get("fieldManager").map(String::as_str),
-                truthy(q, "force"),
-            )?;
+            let o = write(shared, q, |s| {
+                s.patch(
+                    rt,
+                    ns,
+                    name,
+                    ct,
+                    body,
+                    sub,
+                    if is_apply {
+                        q.get("fieldManager").map(String::as_str)
+                    } else {
+                        Some(manager.as_str())
+                    },
+                    truthy(q, "force"),
+                )
+            })?;
             Ok(json_response(200, &render_one(o)))
         }
         (&Method::DELETE, Some(name)) => {
@@ -613,7 +629,7 @@ fn resource(
             } else {
                 parse_body(ct, body)?
             };
-            let (o, gone) = shared.lock_store().delete(rt, ns, name, &opts)?;
+            let (o, gone) = write(shared, q, |s| s.delete(rt, ns, name, &opts))?;
             if gone
                 && !rt.custom
                 && rt.plural != "namespaces"
@@ -659,6 +675,18 @@ fn resource(
     }
 }
 
-fn is_dry_run(q: &HashMap<String, String>) -> bool {
-    q.get("dryRun").is_some_and(|v| v == "All")
+/// Run a write against the store, or against a throw-away copy for `dryRun=All`.
+fn write<T>(
+    shared: &Shared,
+    q: &HashMap<String, String>,
+    f: impl FnOnce(&mut Store) -> ApiResult<T>,
+) -> ApiResult<T> {
+    let mut store = shared.lock_store();
+    if q.get("dryRun").is_some_and(|v| v == "All") {
+        let mut copy = store.dry_run_copy();
+        drop(store);
+        f(&mut copy)
+    } else {
+        f(&mut store)
+    }
 }

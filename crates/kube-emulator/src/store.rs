@@ -98,8 +98,8 @@ pub struct Store {
     compacted_rv: u64,
     retention: usize,
     tx: broadcast::Sender<Arc<Event>>,
-    /// Server-side apply field ownership: object → manager → leaf paths.
-    ssa: HashMap<ObjKey, BTreeMap<String, BTreeSet<String>>>,
+    /// Server-side apply field ownership: object → (manager, is apply) → leaf paths.
+    ssa: HashMap<ObjKey, BTreeMap<(String, bool), BTreeSet<String>>>,
 }
 
 fn set_str(obj: &mut Value, field: &str, v: &str) {
@@ -128,6 +128,22 @@ impl Store {
             }
         }
         s
+    }
+
+    /// A copy for `dryRun=All` requests: same objects, no history and no watchers, so
+    /// whatever is done to it is invisible.
+    pub fn dry_run_copy(&self) -> Store {
+        let (tx, _) = broadcast::channel(1);
+        Store {
+            rv: self.rv,
+            types: self.types.clone(),
+            objects: self.objects.clone(),
+            history: VecDeque::new(),
+            compacted_rv: self.compacted_rv,
+            retention: 1,
+            tx,
+            ssa: self.ssa.clone(),
+        }
     }
 
     /// The current (latest) resourceVersion.
@@ -394,6 +410,29 @@ impl Store {
         &mut self,
         rt: &ResourceType,
         url_ns: Option<&str>,
+        obj: Value,
+    ) -> ApiResult<Value> {
+        self.create_as(rt, url_ns, obj, None)
+    }
+
+    /// POST on behalf of a field manager (who then owns the fields it set, for
+    /// server-side apply conflict detection).
+    pub fn create_as(
+        &mut self,
+        rt: &ResourceType,
+        url_ns: Option<&str>,
+        obj: Value,
+        manager: Option<&str>,
+    ) -> ApiResult<Value> {
+        let created = self.create_inner(rt, url_ns, obj)?;
+        self.record_update(rt, None, &created, manager);
+        Ok(created)
+    }
+
+    fn create_inner(
+        &mut self,
+        rt: &ResourceType,
+        url_ns: Option<&str>,
         mut obj: Value,
     ) -> ApiResult<Value> {
         Self::check_type(rt, &mut obj)?;
@@ -496,8 +535,21 @@ impl Store {
         rt: &ResourceType,
         url_ns: Option<&str>,
         name: &str,
+        obj: Value,
+        sub: Option<&str>,
+    ) -> ApiResult<Value> {
+        self.update_as(rt, url_ns, name, obj, sub, None)
+    }
+
+    /// PUT on behalf of a field manager.
+    pub fn update_as(
+        &mut self,
+        rt: &ResourceType,
+        url_ns: Option<&str>,
+        name: &str,
         mut obj: Value,
         sub: Option<&str>,
+        manager: Option<&str>,
     ) -> ApiResult<Value> {
         Self::check_type(rt, &mut obj)?;
         if let Some(n) = meta_str(&obj, "name").filter(|n| !n.is_empty()) {
@@ -521,7 +573,84 @@ impl Store {
         }
         let (ns, old) = self.existing(rt, url_ns, name)?;
         self.check_rv(rt, name, &obj, &old)?;
-        self.commit_update(rt, &ns, name, old, obj, sub)
+        let new = self.commit_update(rt, &ns, name, old.clone(), obj, sub)?;
+        self.record_update(rt, Some(&old), &new, manager);
+        Ok(new)
+    }
+
+    fn owned_leaves(v: &Value) -> BTreeSet<String> {
+        let mut leaves = Vec::new();
+        patch::leaf_paths(v, "", &mut leaves);
+        leaves
+            .into_iter()
+            .filter(|p| {
+                !matches!(
+                    p.as_str(),
+                    ".apiVersion"
+                        | ".kind"
+                        | ".metadata.name"
+                        | ".metadata.namespace"
+                        | ".metadata.resourceVersion"
+                        | ".metadata.uid"
+                        | ".metadata.creationTimestamp"
+                        | ".metadata.generation"
+                        | ".metadata.managedFields"
+                        | ".metadata.deletionTimestamp"
+                        | ".metadata.deletionGracePeriodSeconds"
+                )
+            })
+            .collect()
+    }
+
+    fn obj_key(rt: &ResourceType, obj: &Value) -> ObjKey {
+        (
+            rt.group.clone(),
+            rt.plural.clone(),
+            meta_str(obj, "namespace").unwrap_or("").to_string(),
+            meta_str(obj, "name").unwrap_or("").to_string(),
+        )
+    }
+
+    /// Field ownership after a non-apply write: changed fields leave their previous
+    /// owners and go to `manager`; fields that no longer exist have no owner.
+    fn record_update(
+        &mut self,
+        rt: &ResourceType,
+        old: Option<&Value>,
+        new: &Value,
+        manager: Option<&str>,
+    ) {
+        let key = Self::obj_key(rt, new);
+        let new_leaves = Self::owned_leaves(new);
+        let old_leaves = old.map(Self::owned_leaves).unwrap_or_default();
+        let changed: BTreeSet<String> = new_leaves
+            .union(&old_leaves)
+            .filter(|p| old.and_then(|o| patch::value_at(o, p)) != patch::value_at(new, p))
+            .cloned()
+            .collect();
+        let entry = self.ssa.entry(key.clone()).or_default();
+        for owned in entry.values_mut() {
+            owned.retain(|p| !changed.contains(p));
+        }
+        if let Some(m) = manager.filter(|m| !m.is_empty()) {
+            entry
+                .entry((m.to_string(), false))
+                .or_default()
+                .extend(changed.into_iter().filter(|p| new_leaves.contains(p)));
+        }
+        self.prune_owners(key, new);
+    }
+
+    fn prune_owners(&mut self, key: ObjKey, obj: &Value) {
+        if let Some(entry) = self.ssa.get_mut(&key) {
+            for owned in entry.values_mut() {
+                owned.retain(|p| patch::value_at(obj, p).is_some());
+            }
+            entry.retain(|_, o| !o.is_empty());
+            if entry.is_empty() {
+                self.ssa.remove(&key);
+            }
+        }
     }
 
     fn check_rv(&self, rt: &ResourceType, name: &str, new: &Value, old: &Value) -> ApiResult<()> {
@@ -727,7 +856,9 @@ impl Store {
             ));
         }
         self.check_rv(rt, name, &new, &old)?;
-        self.commit_update(rt, &ns, name, old, new, sub)
+        let result = self.commit_update(rt, &ns, name, old.clone(), new, sub)?;
+        self.record_update(rt, Some(&old), &result, field_manager);
+        Ok(result)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -782,33 +913,19 @@ impl Store {
                 m.remove("status");
             }
         }
-        let mut leaves = Vec::new();
-        patch::leaf_paths(&eff, "", &mut leaves);
-        leaves.retain(|p| {
-            !matches!(
-                p.as_str(),
-                ".apiVersion"
-                    | ".kind"
-                    | ".metadata.name"
-                    | ".metadata.namespace"
-                    | ".metadata.resourceVersion"
-                    | ".metadata.uid"
-                    | ".metadata.creationTimestamp"
-                    | ".metadata.generation"
-                    | ".metadata.managedFields"
-            )
-        });
+        let leafset = Self::owned_leaves(&eff);
         let old = match self.existing(rt, url_ns, name) {
             Ok((_, o)) => o,
             Err(e) if e.code == 404 && sub != Some("status") => {
                 if rt.namespaced && !self.namespace_exists(&ns) {
                     return Err(ApiError::not_found("", "namespaces", &ns));
                 }
-                let created = self.create(rt, url_ns, eff)?;
+                let created = self.create_inner(rt, url_ns, eff)?;
                 self.ssa.insert(
-                    key,
-                    BTreeMap::from([(manager.to_string(), leaves.into_iter().collect())]),
+                    key.clone(),
+                    BTreeMap::from([((manager.to_string(), true), leafset)]),
                 );
+                self.prune_owners(key, &created);
                 return Ok(created);
             }
             Err(e) => return Err(e),
@@ -816,13 +933,15 @@ impl Store {
         self.check_rv(rt, name, &applied, &old)?;
         let owners = self.ssa.entry(key.clone()).or_default().clone();
         let mut conflicts = Vec::new();
-        for (m, owned) in &owners {
+        let mut conflicting = BTreeSet::new();
+        for ((m, _), owned) in &owners {
             if m == manager {
                 continue;
             }
-            for p in leaves.iter().filter(|p| owned.contains(*p)) {
+            for p in leafset.iter().filter(|p| owned.contains(*p)) {
                 if patch::value_at(&old, p) != patch::value_at(&eff, p) {
                     conflicts.push(format!("conflict with \"{m}\": {p}"));
+                    conflicting.insert(p.clone());
                 }
             }
         }
@@ -839,11 +958,12 @@ impl Store {
                 ),
             ));
         }
-        let leafset: BTreeSet<String> = leaves.into_iter().collect();
         let mut new = old.clone();
-        if let Some(prev) = owners.get(manager) {
+        if let Some(prev) = owners.get(&(manager.to_string(), true)) {
             for p in prev.difference(&leafset) {
-                let owned_by_other = owners.iter().any(|(m, o)| m != manager && o.contains(p));
+                let owned_by_other = owners
+                    .iter()
+                    .any(|((m, _), o)| m != manager && o.contains(p));
                 let in_scope = if sub == Some("status") {
                     p.starts_with(".status")
                 } else {
@@ -861,13 +981,15 @@ impl Store {
         }
         patch::apply_merge(&mut new, &eff);
         let result = self.commit_update(rt, &ns, name, old, new, sub)?;
-        let entry = self.ssa.entry(key).or_default();
-        for (m, owned) in entry.iter_mut() {
+        let entry = self.ssa.entry(key.clone()).or_default();
+        // Forced fields move to this manager; equal values become shared ownership.
+        for ((m, _), owned) in entry.iter_mut() {
             if m != manager {
-                owned.retain(|p| !leafset.contains(p));
+                owned.retain(|p| !conflicting.contains(p));
             }
         }
-        entry.insert(manager.to_string(), leafset);
+        entry.insert((manager.to_string(), true), leafset);
+        self.prune_owners(key, &result);
         Ok(result)
     }
 

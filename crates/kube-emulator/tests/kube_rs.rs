@@ -704,3 +704,93 @@ async fn errors_finalizers_and_faults() {
     let faults = h.requests().iter().filter(|r| r.injected_fault).count();
     assert_eq!(faults, 3);
 }
+
+/// kube-lease-manager's protocol: apply (no force) to take a free lease, strategic-merge
+/// renewals, release by nulling fields. Two managers must exclude each other, and the
+/// second must take over once the first releases.
+#[tokio::test]
+async fn lease_manager_protocol_by_hand() {
+    let h = start().await;
+    let c = client(&h).await;
+    let leases: Api<Lease> = Api::namespaced(c.clone(), "default");
+    let empty: Lease =
+        serde_json::from_value(json!({"metadata": {"name": "l"}, "spec": {}})).unwrap();
+    leases.create(&PostParams::default(), &empty).await.unwrap();
+    let take = |who: &str| {
+        Patch::Apply(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "spec": {"holderIdentity": who, "leaseDurationSeconds": 5,
+                     "acquireTime": "2025-01-01T00:00:00.000000Z", "renewTime": "2025-01-01T00:00:00.000000Z"}}),
+        )
+    };
+    let pp = |who: &str| PatchParams {
+        field_manager: Some(format!("klm-{who}")),
+        ..Default::default()
+    };
+    leases.patch("l", &pp("a"), &take("a")).await.unwrap();
+    let e = api_error(leases.patch("l", &pp("b"), &take("b")).await.unwrap_err());
+    assert_eq!(
+        (e.code, e.reason.as_str()),
+        (409, "Conflict"),
+        "{}",
+        e.message
+    );
+    // Renewal by the holder.
+    let renew = Patch::Strategic(
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "spec": {"renewTime": "2025-01-01T00:00:05.000000Z", "leaseTransitions": 1}}),
+    );
+    leases.patch("l", &pp("a"), &renew).await.unwrap();
+    let e = api_error(leases.patch("l", &pp("b"), &take("b")).await.unwrap_err());
+    assert_eq!(e.code, 409);
+    // Release by nulling the fields: nobody owns them any more.
+    let release = Patch::Strategic(
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "spec": {"acquireTime": null, "renewTime": null, "holderIdentity": null, "leaseDurationSeconds": null}}),
+    );
+    leases.patch("l", &pp("a"), &release).await.unwrap();
+    let got = leases.patch("l", &pp("b"), &take("b")).await.unwrap();
+    assert_eq!(got.spec.unwrap().holder_identity.as_deref(), Some("b"));
+}
+
+/// The real kube-lease-manager: two instances, one leader at a time, hand-over on release.
+#[tokio::test]
+async fn kube_lease_manager_leader_election() {
+    use kube_lease_manager::LeaseManagerBuilder;
+    let h = start().await;
+    let c = client(&h).await;
+    let a = LeaseManagerBuilder::new(c.clone(), "leader")
+        .with_namespace("default")
+        .with_identity("a")
+        .with_duration(3)
+        .with_grace(1)
+        .build()
+        .await
+        .unwrap();
+    let b = LeaseManagerBuilder::new(c.clone(), "leader")
+        .with_namespace("default")
+        .with_identity("b")
+        .with_duration(3)
+        .with_grace(1)
+        .build()
+        .await
+        .unwrap();
+    let (a_rx, a_task) = a.watch().await;
+    let (b_rx, b_task) = b.watch().await;
+    let t = wait_for("one leader", || async { *a_rx.borrow() || *b_rx.borrow() }).await;
+    eprintln!("first leader elected after {t:?}");
+    assert!(!(*a_rx.borrow() && *b_rx.borrow()), "never two leaders");
+    // Hand over: the leader's watch channel is dropped, which releases the lease.
+    let (leader_rx, leader_task, other_rx) = if *a_rx.borrow() {
+        (a_rx, a_task, b_rx)
+    } else {
+        (b_rx, b_task, a_rx)
+    };
+    drop(leader_rx);
+    let _ = tokio::time::timeout(Duration::from_secs(10), leader_task).await;
+    let t = wait_for("the other instance takes over", || async {
+        *other_rx.borrow()
+    })
+    .await;
+    eprintln!("hand-over after {t:?}");
+}
