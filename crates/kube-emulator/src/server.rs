@@ -172,7 +172,7 @@ fn parse_target(store: &Store, segs: &[&str]) -> Option<Result<Target, ApiError>
         }
         r => (None, r.to_vec()),
     };
-    let plural = rest[0];
+    let plural = *rest.first()?;
     let Some(rt) = lookup(plural) else {
         return Some(Err(not_found_path()));
     };
@@ -533,6 +533,7 @@ fn resource(
                     .and_then(|s| s.parse::<u64>().ok())
                     .map(Duration::from_secs),
                 meta_only: out_as == As::Partial,
+                table: out_as == As::Table,
             };
             Ok(watch::start(shared.clone(), p))
         }

@@ -33,6 +33,8 @@ pub(crate) struct WatchParams {
     pub bookmarks: bool,
     pub timeout: Option<Duration>,
     pub meta_only: bool,
+    /// Render objects as `meta.k8s.io/v1` `Table`s (kubectl get -w).
+    pub table: bool,
 }
 
 impl WatchParams {
@@ -48,7 +50,9 @@ impl WatchParams {
         let mut o = obj.clone();
         o["apiVersion"] = json!(self.rt.api_version());
         o["kind"] = json!(self.rt.kind);
-        if self.meta_only {
+        if self.table {
+            crate::table::table(&self.rt, &[o], "", false)
+        } else if self.meta_only {
             crate::server::to_partial(&o)
         } else {
             o

@@ -275,6 +275,22 @@ async fn watch_semantics() {
     assert_eq!(evs[0]["object"]["kind"], "PartialObjectMetadata");
     assert!(evs[0]["object"].get("data").is_none());
 
+    // Table watch (kubectl get -w).
+    let r = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1",
+        &[(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )],
+        "",
+    )
+    .await;
+    let evs = r.lines();
+    assert_eq!(evs[0]["object"]["kind"], "Table");
+    assert_eq!(evs[0]["object"]["rows"][0]["cells"][0], "a");
+
     // 410 after compaction, as an ERROR event in a 200 stream.
     h.compact();
     let r = req(
