@@ -205,6 +205,8 @@ pub fn self_signed_with_openssl(dir: &Path, name: &str) -> std::io::Result<(Path
         .arg("-subj")
         .arg(format!("/CN={name}"))
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
