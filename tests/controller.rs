@@ -1,33 +1,899 @@
-//! End-to-end tests of the controller against kube-emulator.
+//! End-to-end tests of the controller against kube-emulator with Kargo's
+//! real CRDs: status, index, Secret access modes, leader election, faults.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e::*;
+use kargo_api::ConfigStatus;
+use kargo_harbor_receiver::app::Running;
+use kargo_harbor_receiver::index::Scope;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+const PROJECT: &str = "kargo-demo";
+const RECEIVER: &str = "harbor-wh-receiver";
+const SECRET: &str = "harbor-wh-secret";
+const TOKEN: &str = "test-auth-token-123";
+const VECTOR_PATH: &str =
+    "/harbor/17a7336dba364e59970fc2dc40e1f49e7bfd68f8176f67dcd39e28f323a992ec";
+
+/// Waits until the ProjectConfig's status satisfies `pred`; returns it and
+/// the time it took.
+async fn wait_status(
+    env: &Env,
+    ns: &str,
+    what: &str,
+    pred: impl Fn(&ConfigStatus) -> bool,
+) -> (ConfigStatus, Duration) {
+    let start = Instant::now();
+    let status = wait_for(WAIT, what, || {
+        let client = env.client.clone();
+        let pred = &pred;
+        async move { project_status(&client, ns).await.filter(|s| pred(s)) }
+    })
+    .await;
+    (status, start.elapsed())
+}
+
+fn paths(status: &ConfigStatus) -> Vec<(String, String, String)> {
+    status
+        .webhook_receivers
+        .iter()
+        .map(|d| (d.name.clone(), d.path.clone(), d.url.clone()))
+        .collect()
+}
+
+fn ready_message(status: &ConfigStatus) -> String {
+    condition(status, "Ready")
+        .map(|c| format!("{} {} {}", c.status, c.reason, c.message))
+        .unwrap_or_default()
+}
+
+async fn wait_ready(running: &Running) {
+    let ready = running.shared.ready.clone();
+    wait_until(WAIT, "readiness", || {
+        let ready = ready.clone();
+        async move { ready.is_ready() }
+    })
+    .await;
+}
+
+async fn wait_index_has(running: &Running, path: &str) -> Duration {
+    let index = running.shared.index.clone();
+    wait_until(WAIT, &format!("{path} in the index"), || {
+        let index = index.clone();
+        let path = path.to_owned();
+        async move { index.snapshot().receiver(&path).is_some() }
+    })
+    .await
+}
+
+async fn wait_index_lacks(running: &Running, path: &str) -> Duration {
+    let index = running.shared.index.clone();
+    wait_until(WAIT, &format!("{path} gone from the index"), || {
+        let index = index.clone();
+        let path = path.to_owned();
+        async move { index.snapshot().receiver(&path).is_none() }
+    })
+    .await
+}
+
+async fn wait_leader(running: &Running) {
+    let metrics = running.shared.metrics.clone();
+    wait_until(WAIT, "leadership", || {
+        let m = metrics.clone();
+        async move { m.leader.get() == 1 }
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn harness_smoke() {
     let env = Env::start().await;
-    create_namespace(&env.client, "kargo-demo").await;
-    put_auth_secret(&env.client, "kargo-demo", "s", "t").await;
-    put_auth_secret(&env.client, "kargo-demo", "s", "t2").await;
-    apply_project_config(&env.client, "kargo-demo", vec![harbor_receiver("r", "s")]).await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, "s", "t").await;
+    put_auth_secret(&env.client, PROJECT, "s", "t2").await;
+    apply_project_config(&env.client, PROJECT, vec![harbor_receiver("r", "s")]).await;
     apply_warehouse(
         &env.client,
-        "kargo-demo",
+        PROJECT,
         "w",
-        serde_json::json!([image_subscription("nginx")]),
+        json!([image_subscription("nginx")]),
     )
     .await;
-    let waited = wait_until(Duration::from_secs(5), "the ProjectConfig", || async {
-        env.project_configs("kargo-demo")
-            .get_opt("kargo-demo")
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    })
-    .await;
-    assert!(waited < Duration::from_secs(5));
+    assert!(env
+        .project_configs(PROJECT)
+        .get_opt(PROJECT)
+        .await
+        .unwrap()
+        .is_some());
     assert!(binary_path().exists());
     let _ = test_config(&["--secret-access", "get"]);
+}
+
+#[tokio::test]
+async fn secret_and_project_config_give_the_design_vector_url() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    wait_ready(&running).await;
+    wait_leader(&running).await;
+    create_namespace(&env.client, PROJECT).await;
+    let start = Instant::now();
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let (status, _) = wait_status(&env, PROJECT, "Ready=True with the URL", |s| {
+        is_ready(s) && !s.webhook_receivers.is_empty()
+    })
+    .await;
+    let latency = start.elapsed();
+    println!("apply Secret + ProjectConfig → Ready status: {latency:?}");
+    assert_eq!(
+        paths(&status),
+        vec![(
+            RECEIVER.to_owned(),
+            VECTOR_PATH.to_owned(),
+            format!("https://webhooks.example.com{VECTOR_PATH}")
+        )]
+    );
+    let ready = condition(&status, "Ready").unwrap();
+    assert_eq!(ready.reason, "Synced");
+    assert_eq!(status.observed_generation, Some(1));
+    assert!(condition(&status, "Reconciling").is_none());
+    let entry = running
+        .shared
+        .index
+        .snapshot()
+        .receiver(VECTOR_PATH)
+        .cloned()
+        .unwrap();
+    assert_eq!(entry.scope, Scope::Project(PROJECT.into()));
+    assert_eq!(entry.name, RECEIVER);
+    assert!(entry.token.verify(TOKEN.as_bytes()));
+    assert!(latency < Duration::from_secs(2), "took {latency:?}");
+
+    // The refresh annotation is echoed once handled.
+    request_refresh(&env.client, PROJECT, "2026-11-29T10:00:00.123Z").await;
+    wait_status(&env, PROJECT, "lastHandledRefresh", |s| {
+        s.last_handled_refresh.as_deref() == Some("2026-11-29T10:00:00.123Z")
+    })
+    .await;
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_secret_then_created_then_key_removed() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    create_namespace(&env.client, PROJECT).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let (status, _) = wait_status(&env, PROJECT, "Ready=False", |s| {
+        condition(s, "Ready").is_some_and(|c| c.status == "False")
+    })
+    .await;
+    let ready = condition(&status, "Ready").unwrap();
+    assert_eq!(ready.reason, "SecretNotFound");
+    assert!(ready.message.contains(RECEIVER), "{}", ready.message);
+    assert!(ready.message.contains(SECRET), "{}", ready.message);
+    assert!(status.webhook_receivers.is_empty());
+    assert!(running.shared.index.snapshot().receiver_paths().is_empty());
+
+    let start = Instant::now();
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    let (status, _) = wait_status(&env, PROJECT, "the URL", is_ready).await;
+    println!("Secret created → Ready status: {:?}", start.elapsed());
+    assert_eq!(status.webhook_receivers[0].path, VECTOR_PATH);
+    wait_index_has(&running, VECTOR_PATH).await;
+
+    let start = Instant::now();
+    put_secret(&env.client, PROJECT, SECRET, &[("other", "x")]).await;
+    let (status, _) = wait_status(&env, PROJECT, "Ready=False (key)", |s| !is_ready(s)).await;
+    println!("auth-header removed → Ready=False: {:?}", start.elapsed());
+    let ready = condition(&status, "Ready").unwrap();
+    assert_eq!(ready.reason, "SecretKeyMissing");
+    assert!(ready.message.contains("auth-header"), "{}", ready.message);
+    assert!(ready.message.contains(RECEIVER), "{}", ready.message);
+    assert!(status.webhook_receivers.is_empty());
+    wait_index_lacks(&running, VECTOR_PATH).await;
+
+    put_secret(&env.client, PROJECT, SECRET, &[("auth-header", "")]).await;
+    let (status, _) = wait_status(&env, PROJECT, "empty key message", |s| {
+        ready_message(s).contains("is empty")
+    })
+    .await;
+    assert_eq!(
+        condition(&status, "Ready").unwrap().reason,
+        "SecretKeyMissing"
+    );
+
+    // Deleting the Secret.
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    wait_status(&env, PROJECT, "ready again", is_ready).await;
+    delete(&env.secrets(PROJECT), SECRET).await;
+    wait_status(&env, PROJECT, "SecretNotFound", |s| {
+        condition(s, "Ready").is_some_and(|c| c.reason == "SecretNotFound")
+    })
+    .await;
+    wait_index_lacks(&running, VECTOR_PATH).await;
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn rotating_the_secret_moves_the_path() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    wait_status(&env, PROJECT, "first URL", is_ready).await;
+    wait_index_has(&running, VECTOR_PATH).await;
+
+    for round in 0..3 {
+        let token = format!("rotated-token-{round}");
+        let new_path = expected_path(PROJECT, RECEIVER, &token);
+        env.emulator.clear_requests();
+        let start = Instant::now();
+        put_auth_secret(&env.client, PROJECT, SECRET, &token).await;
+        let (status, took) = wait_status(&env, PROJECT, "rotated path", |s| {
+            s.webhook_receivers
+                .first()
+                .is_some_and(|d| d.path == new_path)
+        })
+        .await;
+        println!(
+            "rotation {round}: Secret update → new status path: {:?} (poll {took:?})",
+            start.elapsed()
+        );
+        assert_eq!(status.webhook_receivers.len(), 1);
+        wait_index_has(&running, &new_path).await;
+        let snap = running.shared.index.snapshot();
+        assert_eq!(snap.receiver_paths().len(), 1, "old path still indexed");
+        assert!(snap
+            .receiver(&new_path)
+            .unwrap()
+            .token
+            .verify(token.as_bytes()));
+        assert!(snap.receiver(VECTOR_PATH).is_none());
+        // Requests the controller made for this change (ours: user agent kube-rs;
+        // the test's own requests are the PUT/GET of the Secret and status GETs).
+        let reqs = env.requests();
+        let secret_gets = reqs
+            .iter()
+            .filter(|r| {
+                r.verb.as_deref() == Some("get") && r.resource.as_deref() == Some("secrets")
+            })
+            .count();
+        let status_patches = status_writes(&reqs, "projectconfigs");
+        println!("rotation {round}: controller Secret GETs = {secret_gets}, status PATCHes = {status_patches}");
+        assert_eq!(secret_gets, 1, "Secret GETs for one change");
+        assert_eq!(status_patches, 1);
+    }
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_the_project_config_empties_its_paths() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    create_namespace(&env.client, PROJECT).await;
+    create_namespace(&env.client, "other").await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    put_auth_secret(&env.client, "other", SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    apply_project_config(
+        &env.client,
+        "other",
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let other_path = expected_path("other", RECEIVER, TOKEN);
+    wait_index_has(&running, VECTOR_PATH).await;
+    wait_index_has(&running, &other_path).await;
+    let start = Instant::now();
+    delete(&env.project_configs(PROJECT), PROJECT).await;
+    let took = wait_index_lacks(&running, VECTOR_PATH).await;
+    println!(
+        "ProjectConfig deleted → path gone from the index: {:?}",
+        start.elapsed()
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(running
+        .shared
+        .index
+        .snapshot()
+        .receiver(&other_path)
+        .is_some());
+
+    // Removing a receiver from the spec removes it too.
+    apply_project_config(&env.client, "other", vec![]).await;
+    wait_index_lacks(&running, &other_path).await;
+    let (status, _) = wait_status(&env, "other", "no receivers", |s| {
+        s.webhook_receivers.is_empty() && is_ready(s)
+    })
+    .await;
+    assert!(ready_message(&status).contains("no Harbor webhook receivers"));
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn several_receivers_and_foreign_kinds() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, "s1", "token-one").await;
+    put_auth_secret(&env.client, PROJECT, "s2", "token-two").await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![
+            harbor_receiver("one", "s1"),
+            github_receiver("gh", "s1"),
+            harbor_receiver("two", "s2"),
+        ],
+    )
+    .await;
+    let (status, _) = wait_status(&env, PROJECT, "two receivers", |s| {
+        is_ready(s) && s.webhook_receivers.len() == 2
+    })
+    .await;
+    let p1 = expected_path(PROJECT, "one", "token-one");
+    let p2 = expected_path(PROJECT, "two", "token-two");
+    assert_eq!(
+        paths(&status),
+        vec![
+            ("one".into(), p1.clone(), format!("{BASE_URL}{p1}")),
+            ("two".into(), p2.clone(), format!("{BASE_URL}{p2}")),
+        ]
+    );
+    let msg = ready_message(&status);
+    assert!(msg.contains("gh (github)"), "{msg}");
+    wait_index_has(&running, &p1).await;
+    wait_index_has(&running, &p2).await;
+    assert_eq!(running.shared.index.snapshot().receiver_paths().len(), 2);
+
+    // One broken receiver does not drop the other.
+    delete(&env.secrets(PROJECT), "s2").await;
+    let (status, _) = wait_status(&env, PROJECT, "two is missing", |s| !is_ready(s)).await;
+    assert_eq!(status.webhook_receivers.len(), 1);
+    let msg = ready_message(&status);
+    assert!(
+        msg.contains("\"two\"") && msg.contains("s2") && msg.contains("gh (github)"),
+        "{msg}"
+    );
+    wait_index_lacks(&running, &p2).await;
+    assert!(running.shared.index.snapshot().receiver(&p1).is_some());
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cluster_config_uses_the_system_resources_namespace() {
+    let env = Env::start().await;
+    let running = env
+        .start_app(&["--system-resources-namespace", "kargo-sys"])
+        .await;
+    create_namespace(&env.client, "kargo-sys").await;
+    put_auth_secret(&env.client, "kargo-sys", SECRET, TOKEN).await;
+    apply_cluster_config(&env.client, vec![harbor_receiver(RECEIVER, SECRET)]).await;
+    let path = expected_path("", RECEIVER, TOKEN);
+    let status = wait_for(WAIT, "ClusterConfig status", || {
+        let client = env.client.clone();
+        async move {
+            cluster_status(&client)
+                .await
+                .filter(|s| is_ready(s) && !s.webhook_receivers.is_empty())
+        }
+    })
+    .await;
+    assert_eq!(status.webhook_receivers[0].path, path);
+    assert_ne!(path, VECTOR_PATH);
+    wait_index_has(&running, &path).await;
+    assert_eq!(
+        running
+            .shared
+            .index
+            .snapshot()
+            .receiver(&path)
+            .unwrap()
+            .scope,
+        Scope::Cluster
+    );
+    // Rotation through the system namespace's Secret.
+    put_auth_secret(&env.client, "kargo-sys", SECRET, "cluster-rotated").await;
+    let rotated = expected_path("", RECEIVER, "cluster-rotated");
+    wait_index_has(&running, &rotated).await;
+    wait_index_lacks(&running, &path).await;
+    // A Secret of the same name elsewhere is not used.
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, "elsewhere").await;
+    delete(&env.cluster_configs(), "cluster").await;
+    wait_index_lacks(&running, &rotated).await;
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn get_mode_rereads_secrets_periodically() {
+    let env = Env::start().await;
+    let running = env
+        .start_app(&["--secret-access", "get", "--secret-resync", "1s"])
+        .await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    wait_status(&env, PROJECT, "URL", is_ready).await;
+    wait_index_has(&running, VECTOR_PATH).await;
+    let start = Instant::now();
+    put_auth_secret(&env.client, PROJECT, SECRET, "get-mode-rotated").await;
+    let new_path = expected_path(PROJECT, RECEIVER, "get-mode-rotated");
+    wait_index_has(&running, &new_path).await;
+    wait_status(&env, PROJECT, "rotated", |s| {
+        s.webhook_receivers
+            .first()
+            .is_some_and(|d| d.path == new_path)
+    })
+    .await;
+    let took = start.elapsed();
+    println!("get mode (--secret-resync 1s): rotation picked up after {took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // No list or watch of Secrets at all in this mode.
+    let forbidden: Vec<_> = env
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.resource.as_deref() == Some("secrets")
+                && matches!(r.verb.as_deref(), Some("list") | Some("watch"))
+        })
+        .collect();
+    assert!(forbidden.is_empty(), "{forbidden:?}");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn watch_limited_to_namespaces() {
+    let env = Env::start().await;
+    let running = env
+        .start_app(&[
+            "--watch-namespaces",
+            "kargo-demo,kargo-sys",
+            "--secret-resync",
+            "1s",
+        ])
+        .await;
+    for ns in [PROJECT, "kargo-sys", "unwatched"] {
+        create_namespace(&env.client, ns).await;
+        put_auth_secret(&env.client, ns, SECRET, TOKEN).await;
+        apply_project_config(&env.client, ns, vec![harbor_receiver(RECEIVER, SECRET)]).await;
+    }
+    for ns in [PROJECT, "kargo-sys", "unwatched"] {
+        wait_index_has(&running, &expected_path(ns, RECEIVER, TOKEN)).await;
+    }
+    // Watched: fast. Unwatched: re-read every --secret-resync.
+    put_auth_secret(&env.client, PROJECT, SECRET, "r1").await;
+    put_auth_secret(&env.client, "unwatched", SECRET, "r1").await;
+    wait_index_has(&running, &expected_path(PROJECT, RECEIVER, "r1")).await;
+    wait_index_has(&running, &expected_path("unwatched", RECEIVER, "r1")).await;
+    let secret_watches: Vec<Option<String>> = env
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.resource.as_deref() == Some("secrets")
+                && matches!(r.verb.as_deref(), Some("list") | Some("watch"))
+        })
+        .map(|r| r.namespace)
+        .collect();
+    assert!(!secret_watches.is_empty());
+    assert!(
+        secret_watches
+            .iter()
+            .all(|ns| matches!(ns.as_deref(), Some("kargo-demo") | Some("kargo-sys"))),
+        "{secret_watches:?}"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn readiness_waits_for_the_initial_index() {
+    let env = Env::start().await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    apply_warehouse(
+        &env.client,
+        PROJECT,
+        "w",
+        json!([image_subscription("harbor.example.com/library/app")]),
+    )
+    .await;
+    let running = env.start_app(&[]).await;
+    wait_ready(&running).await;
+    // Ready implies: the receiver and the Warehouse are in the index.
+    let snap = running.shared.index.snapshot();
+    assert!(snap.receiver(VECTOR_PATH).is_some());
+    assert_eq!(snap.sizes().warehouses, 1);
+    running.shutdown().await.unwrap();
+}
+
+/// Counts the status writes of the controller over `quiet`.
+async fn writes_during(env: &Env, quiet: Duration) -> usize {
+    env.emulator.clear_requests();
+    tokio::time::sleep(quiet).await;
+    status_writes(&env.requests(), "projectconfigs")
+        + status_writes(&env.requests(), "clusterconfigs")
+}
+
+#[tokio::test]
+async fn two_replicas_one_writer_and_handover() {
+    let env = Env::start().await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let a = env.start_app(&["--identity", "replica-a"]).await;
+    let b = env.start_app(&["--identity", "replica-b"]).await;
+    wait_ready(&a).await;
+    wait_ready(&b).await;
+    wait_status(&env, PROJECT, "status", is_ready).await;
+    // Exactly one leader.
+    let leaders = || a.shared.metrics.leader.get() + b.shared.metrics.leader.get();
+    wait_until(WAIT, "one leader", || async { leaders() == 1 }).await;
+    // Same indexes.
+    wait_index_has(&a, VECTOR_PATH).await;
+    wait_index_has(&b, VECTOR_PATH).await;
+    let paths_of = |r: &Running| {
+        r.shared
+            .index
+            .snapshot()
+            .receiver_paths()
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(paths_of(&a), paths_of(&b));
+
+    // No write storms while nothing changes (resyncs included).
+    let quiet = writes_during(&env, Duration::from_secs(3)).await;
+    println!("status writes during a 3 s quiet period with two replicas: {quiet}");
+    assert_eq!(quiet, 0);
+
+    // A change: the one leader writes once; the other writes nothing.
+    env.emulator.clear_requests();
+    put_auth_secret(&env.client, PROJECT, SECRET, "two-replicas").await;
+    let p = expected_path(PROJECT, RECEIVER, "two-replicas");
+    wait_status(&env, PROJECT, "rotated", |s| {
+        s.webhook_receivers.first().is_some_and(|d| d.path == p)
+    })
+    .await;
+    wait_index_has(&a, &p).await;
+    wait_index_has(&b, &p).await;
+    assert_eq!(paths_of(&a), paths_of(&b));
+    let after_change = writes_during(&env, Duration::from_secs(1)).await;
+    assert_eq!(after_change, 0);
+
+    // Hand over: shut the leader down (it releases the Lease).
+    let (leader, follower) = if a.shared.metrics.leader.get() == 1 {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    leader.shutdown().await.unwrap();
+    let start = Instant::now();
+    wait_leader(&follower).await;
+    println!("handover after graceful shutdown: {:?}", start.elapsed());
+    create_namespace(&env.client, "second").await;
+    put_auth_secret(&env.client, "second", SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        "second",
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let (_, took) = wait_status(&env, "second", "status by the new leader", is_ready).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(2 + 3),
+        "{:?}",
+        start.elapsed()
+    );
+    println!("new ProjectConfig status by the new leader after {took:?}");
+    follower.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn new_leader_rewrites_stale_status() {
+    // A leader that dies without releasing: the other takes over within the
+    // lease duration and fixes status written by nobody meanwhile.
+    let env = Env::start().await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let a = env.start_app(&["--identity", "a"]).await;
+    wait_leader(&a).await;
+    wait_status(&env, PROJECT, "status", is_ready).await;
+    let b = env.start_app(&["--identity", "b"]).await;
+    wait_ready(&b).await;
+    // Make a's renewals fail: 503 on its Lease updates for a while.
+    env.emulator.inject(
+        Fault::new(503)
+            .path_contains("/leases/")
+            .method(http::Method::PUT)
+            .times(1000),
+    );
+    let start = Instant::now();
+    wait_until(WAIT, "a steps down", || async {
+        a.shared.metrics.leader.get() == 0
+    })
+    .await;
+    let stepped_down = start.elapsed();
+    env.emulator.clear_faults();
+    wait_leader(&b).await;
+    println!(
+        "leader cut off: stepped down after {stepped_down:?}, other leader after {:?}",
+        start.elapsed()
+    );
+    assert!(stepped_down < Duration::from_secs(2));
+    put_auth_secret(&env.client, PROJECT, SECRET, "after-failover").await;
+    let p = expected_path(PROJECT, RECEIVER, "after-failover");
+    wait_status(&env, PROJECT, "rotated by new leader", |s| {
+        s.webhook_receivers.first().is_some_and(|d| d.path == p)
+    })
+    .await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn faults_converge() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    wait_ready(&running).await;
+    wait_leader(&running).await;
+    create_namespace(&env.client, PROJECT).await;
+
+    // 500s on Secret reads and on status writes, 409s on status writes.
+    env.emulator.inject(
+        Fault::new(500)
+            .path_contains("/secrets/")
+            .method(http::Method::GET)
+            .times(2),
+    );
+    env.emulator.inject(
+        Fault::new(500)
+            .path_contains("/status")
+            .method(http::Method::PATCH)
+            .times(2),
+    );
+    env.emulator.inject(
+        Fault::new(409)
+            .path_contains("/status")
+            .method(http::Method::PATCH)
+            .times(2),
+    );
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let (status, took) = wait_status(&env, PROJECT, "converged after faults", |s| {
+        is_ready(s) && condition(s, "Reconciling").is_none() && !s.webhook_receivers.is_empty()
+    })
+    .await;
+    println!("converged after 2×500 on GET Secret + 2×500 + 2×409 on status: {took:?}");
+    assert_eq!(status.webhook_receivers[0].path, VECTOR_PATH);
+    wait_index_has(&running, VECTOR_PATH).await;
+    let injected = env.requests().iter().filter(|r| r.injected_fault).count();
+    assert!(injected >= 4, "faults not exercised: {injected}");
+
+    // Dropped watches: changes after the drop still arrive.
+    env.emulator.drop_watches();
+    put_auth_secret(&env.client, PROJECT, SECRET, "after-drop").await;
+    wait_index_has(&running, &expected_path(PROJECT, RECEIVER, "after-drop")).await;
+    apply_warehouse(
+        &env.client,
+        PROJECT,
+        "w1",
+        json!([image_subscription("nginx")]),
+    )
+    .await;
+    let index = running.shared.index.clone();
+    wait_until(WAIT, "Warehouse after watch drop", || {
+        let index = index.clone();
+        async move { index.snapshot().sizes().warehouses == 1 }
+    })
+    .await;
+
+    // 410 after compaction: re-list; a deletion during the gap is noticed.
+    env.emulator.compact();
+    delete(&env.project_configs(PROJECT), PROJECT).await;
+    wait_index_lacks(&running, &expected_path(PROJECT, RECEIVER, "after-drop")).await;
+    env.emulator.compact();
+    create_namespace(&env.client, "late").await;
+    put_auth_secret(&env.client, "late", SECRET, TOKEN).await;
+    apply_project_config(&env.client, "late", vec![harbor_receiver(RECEIVER, SECRET)]).await;
+    apply_warehouse(
+        &env.client,
+        "late",
+        "w2",
+        json!([image_subscription("nginx")]),
+    )
+    .await;
+    wait_index_has(&running, &expected_path("late", RECEIVER, TOKEN)).await;
+    wait_until(WAIT, "second Warehouse after 410", || {
+        let index = index.clone();
+        async move { index.snapshot().sizes().warehouses == 2 }
+    })
+    .await;
+    wait_status(&env, "late", "status after 410", is_ready).await;
+    let restarts = running.shared.metrics.encode();
+    assert!(restarts.contains("watch_restarts"), "{restarts}");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn written_status_validates_against_kargos_crd() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, "s1", TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![
+            harbor_receiver("ok", "s1"),
+            harbor_receiver("missing", "nope"),
+            github_receiver("gh", "s1"),
+        ],
+    )
+    .await;
+    let (status, _) = wait_status(&env, PROJECT, "mixed status", |s| {
+        !is_ready(s) && !s.webhook_receivers.is_empty()
+    })
+    .await;
+    let raw: serde_json::Value = {
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+            env.client.clone(),
+            PROJECT,
+            &kube::api::ApiResource::erase::<kargo_api::ProjectConfig>(&()),
+        );
+        serde_json::to_value(api.get(PROJECT).await.unwrap()).unwrap()
+    };
+    let schema = kargo_crd_schema("projectconfigs");
+    kube_emulator::schema::validate(&schema, &raw).unwrap_or_else(|e| panic!("{e:?}\n{raw:#}"));
+    // Nothing pruned: what we meant to write is what is stored.
+    let stored = &raw["status"];
+    assert_eq!(stored["webhookReceivers"].as_array().unwrap().len(), 1);
+    for c in stored["conditions"].as_array().unwrap() {
+        for f in [
+            "type",
+            "status",
+            "lastTransitionTime",
+            "reason",
+            "message",
+            "observedGeneration",
+        ] {
+            assert!(c.get(f).is_some(), "{f} missing: {c}");
+        }
+    }
+    assert_eq!(
+        condition(&status, "Ready").unwrap().reason,
+        "SecretNotFound"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_are_recorded_on_transitions() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    wait_leader(&running).await;
+    create_namespace(&env.client, PROJECT).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    wait_status(&env, PROJECT, "not ready", |s| !is_ready(s)).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    wait_status(&env, PROJECT, "ready", is_ready).await;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), PROJECT);
+    let list = wait_for(WAIT, "two Events", || {
+        let events = events.clone();
+        async move {
+            let l = events.list(&Default::default()).await.ok()?;
+            (l.items.len() >= 2).then_some(l.items)
+        }
+    })
+    .await;
+    let reasons: Vec<String> = list.iter().filter_map(|e| e.reason.clone()).collect();
+    assert!(
+        reasons.contains(&"ReceiverNotReady".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"ReceiverReady".to_owned()), "{reasons:?}");
+    let digest = hex_sha256(TOKEN);
+    for e in &list {
+        let text = serde_json::to_string(e).unwrap();
+        assert!(!text.contains(TOKEN) && !text.contains(&digest), "{text}");
+    }
+    running.shutdown().await.unwrap();
+}
+
+fn hex_sha256(s: &str) -> String {
+    // The digest of the token alone (what the index keeps), to prove it is
+    // not leaked; computed through the path function's building blocks.
+    let base = kargo_harbor_receiver::receiver_path::BaseUrl::parse("https://x").unwrap();
+    kargo_harbor_receiver::receiver_path::receiver_path(&base, "", "", s)
+        .trim_start_matches("/harbor/")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn token_never_logged() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    create_namespace(&env.client, PROJECT).await;
+    let token = "very-secret-token-that-must-not-leak-42";
+    put_auth_secret(&env.client, PROJECT, SECRET, token).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    wait_status(&env, PROJECT, "ready", is_ready).await;
+    env.emulator.inject(
+        Fault::new(500)
+            .path_contains("/secrets/")
+            .method(http::Method::GET)
+            .times(2),
+    );
+    put_auth_secret(&env.client, PROJECT, SECRET, &format!("{token}-2")).await;
+    wait_index_has(
+        &running,
+        &expected_path(PROJECT, RECEIVER, &format!("{token}-2")),
+    )
+    .await;
+    running.shutdown().await.unwrap();
+    let logs = captured_logs();
+    assert!(!logs.is_empty());
+    assert!(!logs.contains(token), "token in logs");
 }

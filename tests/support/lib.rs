@@ -339,13 +339,9 @@ pub async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &s
     match api.create(&PostParams::default(), &obj).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            let mut current = api
-                .get(name)
-                .await
-                .unwrap_or_else(|e| panic!("getting Secret {ns}/{name}: {e}"));
-            current.data = obj.data;
-            current.string_data = None;
-            api.replace(name, &PostParams::default(), &current)
+            // Unconditional replace (no resourceVersion): one request, so
+            // that faults injected for the controller's reads never hit it.
+            api.replace(name, &PostParams::default(), &obj)
                 .await
                 .unwrap_or_else(|e| panic!("replacing Secret {ns}/{name}: {e}"));
         }

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod handler;
 pub mod harbor;
 pub mod index;
+pub mod leader;
 pub mod metrics;
 pub mod receiver_path;
 pub mod refresh;

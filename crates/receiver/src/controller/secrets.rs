@@ -1,0 +1,325 @@
+//! How receiver Secrets are observed and read.
+//!
+//! Secret *values* are read only by a reconcile, with one GET, and only when
+//! the Secret may have changed; the token is hashed at once (receiver path
+//! and [`TokenDigest`]) and dropped. No cache ever holds Secret data: the
+//! watches are metadata-only (`PartialObjectMetadata`, managed fields
+//! stripped), and what is remembered between reconciles is the derived path
+//! and digest, keyed by the Secret's `resourceVersion`.
+//!
+//! # Modes (`--secret-access`, `--watch-namespaces`)
+//!
+//! | mode | RBAC on `secrets` | rotation delay |
+//! |---|---|---|
+//! | `watch` (default), no `--watch-namespaces` | `get`, `list`, `watch` cluster-wide (ClusterRole) | about a second: the metadata watch sees the change, the affected configs are reconciled, one GET reads the new value |
+//! | `watch` with `--watch-namespaces a,b` | `get`, `list`, `watch` in each listed namespace (a Role per namespace) | about a second for Secrets in the listed namespaces; Secrets elsewhere (still readable with `get`) are re-read every `--secret-resync` |
+//! | `get` | `get` only (may be limited to named Secrets with `resourceNames`) | up to `--secret-resync` (default 60 s): every config with Harbor receivers is reconciled and its Secrets re-read at that interval |
+//!
+//! Mind that `list`/`watch` on Secrets, even metadata-only, is a permission
+//! that can also read every Secret's data in its scope: prefer the
+//! namespace-limited or `get` modes where that matters. Include the system
+//! resources namespace in `--watch-namespaces` if you use a ClusterConfig.
+//! In every mode, a change of a ProjectConfig/ClusterConfig itself is seen
+//! at once (those are always watched), and `--resync-interval` bounds drift.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
+
+use crate::config::{Config, SecretAccess};
+use crate::index::{ReceiverEntry, Scope};
+use crate::receiver_path::receiver_path;
+use crate::token::TokenDigest;
+
+use super::reconcile::{
+    ReceiverOutcome, REASON_SECRET_FORBIDDEN, REASON_SECRET_KEY_MISSING, REASON_SECRET_NOT_FOUND,
+    REASON_SECRET_READ_FAILED,
+};
+
+/// The key holding the Harbor auth header.
+pub const AUTH_HEADER_KEY: &str = "auth-header";
+
+/// Metadata stores of the Secret watches: `None` key = cluster-wide.
+#[derive(Clone, Default)]
+pub struct SecretStores {
+    stores: Vec<(Option<String>, Store<PartialObjectMeta<Secret>>)>,
+}
+
+impl SecretStores {
+    /// Registers the store of a watch (`None` = all namespaces).
+    pub fn add(&mut self, namespace: Option<String>, store: Store<PartialObjectMeta<Secret>>) {
+        self.stores.push((namespace, store));
+    }
+
+    /// All stores (for readiness).
+    pub fn all(&self) -> impl Iterator<Item = &Store<PartialObjectMeta<Secret>>> {
+        self.stores.iter().map(|(_, s)| s)
+    }
+
+    /// What the watch knows about a Secret: `None` when no watch covers the
+    /// namespace (or it is not synced yet), `Some(None)` when it does not
+    /// exist, `Some(Some(rv))` otherwise.
+    fn resource_version(&self, namespace: &str, name: &str) -> Option<Option<String>> {
+        let (_, store) = self.stores.iter().find(|(ns, store)| {
+            ns.as_deref().is_none_or(|n| n == namespace)
+                && futures::FutureExt::now_or_never(store.wait_until_ready())
+                    .is_some_and(|r| r.is_ok())
+        })?;
+        let key = ObjectRef::new(name).within(namespace);
+        Some(
+            store
+                .get(&key)
+                .map(|m| m.metadata.resource_version.clone().unwrap_or_default()),
+        )
+    }
+
+    /// Whether a watch covers the namespace.
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.stores
+            .iter()
+            .any(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace))
+    }
+}
+
+/// What reading a receiver's Secret gave, already reduced to what we keep.
+#[derive(Clone, Debug)]
+enum Derived {
+    Ready {
+        path: String,
+        token: TokenDigest,
+    },
+    NotReady {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Cached {
+    secret: (String, String),
+    /// resourceVersion of the Secret when read; `None` = it did not exist.
+    resource_version: Option<String>,
+    derived: Derived,
+}
+
+/// One Harbor receiver to resolve.
+pub struct Wanted<'a> {
+    /// Whose receiver.
+    pub scope: &'a Scope,
+    /// Receiver name.
+    pub name: &'a str,
+    /// Secret namespace.
+    pub secret_namespace: &'a str,
+    /// Secret name.
+    pub secret_name: &'a str,
+}
+
+/// What resolving a receiver gave.
+pub struct Resolved {
+    /// For the status.
+    pub outcome: ReceiverOutcome,
+    /// For the index (ready receivers only).
+    pub entry: Option<(String, ReceiverEntry)>,
+    /// A transient read error (the previous result, if any, is kept).
+    pub error: Option<kube::Error>,
+    /// The Secret was read with a GET.
+    pub read: bool,
+}
+
+/// Reads Secrets for reconciles; remembers derived results (never tokens).
+pub struct SecretReader {
+    client: Client,
+    mode: SecretAccess,
+    stores: SecretStores,
+    config_base: crate::receiver_path::BaseUrl,
+    cache: Mutex<HashMap<(Scope, String), Cached>>,
+}
+
+impl SecretReader {
+    /// A reader for `config`'s mode.
+    pub fn new(client: Client, config: &Config, stores: SecretStores) -> Self {
+        Self {
+            client,
+            mode: config.secret_access,
+            stores,
+            config_base: config.base_url.clone(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Scope, String), Cached>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the Secrets of this namespace are re-read periodically
+    /// instead of being watched.
+    pub fn polled(&self, namespace: &str) -> bool {
+        self.mode == SecretAccess::Get || !self.stores.covers(namespace)
+    }
+
+    /// Forgets everything derived for `scope` except `keep` receivers.
+    pub fn retain(&self, scope: &Scope, keep: &[&str]) {
+        self.lock()
+            .retain(|(s, name), _| s != scope || keep.contains(&name.as_str()));
+    }
+
+    /// Resolves one receiver: reuses the derived result if the watch says the
+    /// Secret did not change, otherwise GETs the Secret once.
+    pub async fn resolve(&self, wanted: &Wanted<'_>) -> Resolved {
+        let key = (wanted.scope.clone(), wanted.name.to_owned());
+        let secret = (
+            wanted.secret_namespace.to_owned(),
+            wanted.secret_name.to_owned(),
+        );
+        let cached = self.lock().get(&key).cloned();
+        if self.mode == SecretAccess::Watch {
+            if let (Some(rv), Some(c)) = (
+                self.stores
+                    .resource_version(wanted.secret_namespace, wanted.secret_name),
+                cached.as_ref(),
+            ) {
+                if c.secret == secret && c.resource_version == rv {
+                    return self.resolved(wanted, c.derived.clone(), None, false);
+                }
+            }
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), wanted.secret_namespace);
+        let label = format!("{}/{}", wanted.secret_namespace, wanted.secret_name);
+        let (resource_version, derived) = match api.get_opt(wanted.secret_name).await {
+            Ok(Some(s)) => {
+                let rv = s.metadata.resource_version.clone();
+                (rv, self.derive(wanted, &label, &s))
+            }
+            Ok(None) => (
+                None,
+                Derived::NotReady {
+                    reason: REASON_SECRET_NOT_FOUND,
+                    message: format!("receiver {:?}: Secret {label:?} not found", wanted.name),
+                },
+            ),
+            Err(kube::Error::Api(s)) if s.code == 403 => (
+                None,
+                Derived::NotReady {
+                    reason: REASON_SECRET_FORBIDDEN,
+                    message: format!(
+                        "receiver {:?}: not allowed to read Secret {label:?}",
+                        wanted.name
+                    ),
+                },
+            ),
+            Err(e) => {
+                // Transient: keep serving what we had, retry with backoff.
+                let derived = match cached {
+                    Some(c) if c.secret == secret => c.derived,
+                    _ => Derived::NotReady {
+                        reason: REASON_SECRET_READ_FAILED,
+                        message: format!(
+                            "receiver {:?}: cannot read Secret {label:?} (retrying)",
+                            wanted.name
+                        ),
+                    },
+                };
+                return self.resolved(wanted, derived, Some(e), true);
+            }
+        };
+        self.lock().insert(
+            key,
+            Cached {
+                secret,
+                resource_version,
+                derived: derived.clone(),
+            },
+        );
+        self.resolved(wanted, derived, None, true)
+    }
+
+    fn derive(&self, wanted: &Wanted<'_>, label: &str, secret: &Secret) -> Derived {
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(AUTH_HEADER_KEY))
+            .map(|b| b.0.as_slice())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(AUTH_HEADER_KEY))
+                    .map(String::as_bytes)
+            });
+        match value {
+            None => Derived::NotReady {
+                reason: REASON_SECRET_KEY_MISSING,
+                message: format!(
+                    "receiver {:?}: Secret {label:?} has no key {AUTH_HEADER_KEY:?}",
+                    wanted.name
+                ),
+            },
+            Some([]) => Derived::NotReady {
+                reason: REASON_SECRET_KEY_MISSING,
+                message: format!(
+                    "receiver {:?}: key {AUTH_HEADER_KEY:?} of Secret {label:?} is empty",
+                    wanted.name
+                ),
+            },
+            Some(bytes) => {
+                // Kargo hashes the value as a Go string: bytes as they are.
+                let token = String::from_utf8_lossy(bytes);
+                Derived::Ready {
+                    path: receiver_path(
+                        &self.config_base,
+                        wanted.scope.project(),
+                        wanted.name,
+                        &token,
+                    ),
+                    token: TokenDigest::of(bytes),
+                }
+            }
+        }
+    }
+
+    fn resolved(
+        &self,
+        wanted: &Wanted<'_>,
+        derived: Derived,
+        error: Option<kube::Error>,
+        read: bool,
+    ) -> Resolved {
+        let name = wanted.name.to_owned();
+        match derived {
+            Derived::Ready { path, token } => Resolved {
+                outcome: ReceiverOutcome::Ready {
+                    name: name.clone(),
+                    url: self.config_base.url_for(&path),
+                    path: path.clone(),
+                },
+                entry: Some((
+                    path,
+                    ReceiverEntry {
+                        scope: wanted.scope.clone(),
+                        name,
+                        token,
+                    },
+                )),
+                error,
+                read,
+            },
+            Derived::NotReady { reason, message } => Resolved {
+                outcome: ReceiverOutcome::NotReady {
+                    name,
+                    reason,
+                    message,
+                },
+                entry: None,
+                error,
+                read,
+            },
+        }
+    }
+}
+
+/// Shared handle.
+pub type SharedSecretReader = Arc<SecretReader>;
