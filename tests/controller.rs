@@ -897,3 +897,151 @@ async fn token_never_logged() {
     assert!(!logs.is_empty());
     assert!(!logs.contains(token), "token in logs");
 }
+
+fn reconcile_count(running: &Running) -> u64 {
+    use kargo_harbor_receiver::metrics::{ConfigKind, ReconcileLabels, ReconcileResult};
+    [
+        ReconcileResult::Ready,
+        ReconcileResult::NotReady,
+        ReconcileResult::Error,
+    ]
+    .into_iter()
+    .map(|result| {
+        running
+            .shared
+            .metrics
+            .reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: ConfigKind::ProjectConfig,
+                result,
+            })
+            .get()
+    })
+    .sum()
+}
+
+#[tokio::test]
+async fn reconciling_an_unchanged_object_makes_no_requests() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    wait_leader(&running).await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    wait_status(&env, PROJECT, "ready", is_ready).await;
+    // Let the reconcile triggered by our own status write settle.
+    let settled = writes_during(&env, Duration::from_millis(500)).await;
+    assert_eq!(settled, 0);
+
+    // An unrelated metadata change triggers a reconcile that needs nothing.
+    let before = reconcile_count(&running);
+    env.emulator.clear_requests();
+    let api = env.project_configs(PROJECT);
+    let patch = json!({"metadata": {"labels": {"unrelated": "change"}}});
+    api.patch(
+        PROJECT,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    wait_until(WAIT, "a reconcile", || async {
+        reconcile_count(&running) > before
+    })
+    .await;
+    tokio::task::yield_now().await;
+    let reqs: Vec<String> = env
+        .requests()
+        .into_iter()
+        .filter(|r| !matches!(r.verb.as_deref(), Some("watch")))
+        .filter_map(|r| r.rbac())
+        .collect();
+    println!("requests during a no-op reconcile (the test's own patch included): {reqs:?}");
+    assert_eq!(reqs, vec!["patch projectconfigs".to_owned()]);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn secret_watch_is_metadata_only() {
+    let env = Env::start().await;
+    let running = env.start_app(&[]).await;
+    wait_ready(&running).await;
+    let secret_reads: Vec<RequestRecord> = env
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.resource.as_deref() == Some("secrets")
+                && matches!(r.verb.as_deref(), Some("list") | Some("watch"))
+        })
+        .collect();
+    assert!(!secret_reads.is_empty());
+    for r in &secret_reads {
+        let accept = r.accept.clone().unwrap_or_default();
+        assert!(
+            accept.contains("as=PartialObjectMetadata"),
+            "{} {}?{} accept={accept}",
+            r.method,
+            r.path,
+            r.query
+        );
+    }
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn binary_writes_status_and_releases_the_lease_on_sigterm() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let env = Env::start().await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let args = test_args(&["--identity", "binary-replica"]);
+    let mut child = tokio::process::Command::new(binary_path())
+        .args(&args[1..])
+        .env("KUBECONFIG", env.emulator.kubeconfig_path())
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning the binary");
+    let leases: kube::Api<Lease> = kube::Api::namespaced(env.client.clone(), "default");
+    let holder = || {
+        let leases = leases.clone();
+        async move {
+            leases
+                .get_opt("kargo-harbor-receiver")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+        }
+    };
+    wait_until(WAIT, "the binary to lead", || async {
+        holder().await.as_deref() == Some("binary-replica")
+    })
+    .await;
+    let (status, _) = wait_status(&env, PROJECT, "status by the binary", is_ready).await;
+    assert_eq!(status.webhook_receivers[0].path, VECTOR_PATH);
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the binary exits after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(holder().await, None, "Lease not released");
+}

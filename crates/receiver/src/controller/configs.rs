@@ -330,22 +330,25 @@ pub async fn reconcile<K: ConfigResource>(
             .is_some_and(|o| o.uid() == obj.uid());
         if live {
             let count = entries.len();
-            let before = shared.index.receivers_of(&scope);
-            let changed = {
+            // Publishing a snapshot costs a copy of the index: only when
+            // something changed (paths, or the digest/name behind a path).
+            let unchanged = {
+                let snapshot = shared.index.snapshot();
+                let mut before = shared.index.receivers_of(&scope);
                 let mut now: Vec<&String> = entries.iter().map(|(p, _)| p).collect();
+                before.sort();
                 now.sort();
-                let mut old: Vec<&String> = before.iter().collect();
-                old.sort();
-                now != old
+                now.len() == before.len()
+                    && now.iter().zip(&before).all(|(a, b)| *a == b)
+                    && entries
+                        .iter()
+                        .all(|(p, e)| snapshot.receiver(p).is_some_and(|old| **old == *e))
             };
-            // Always set: a rotated token may keep the path only if the
-            // receiver name and project changed too, never otherwise, but
-            // the digest is what matters and is cheap to republish.
-            shared.index.set_receivers(&scope, entries);
-            lock(&ctx.owners).insert(scope.clone(), ObjectRef::from_obj(obj.as_ref()));
-            if changed {
+            if !unchanged {
+                shared.index.set_receivers(&scope, entries);
                 tracing::info!(receivers = count, "index updated");
             }
+            lock(&ctx.owners).insert(scope.clone(), ObjectRef::from_obj(obj.as_ref()));
         }
     }
     lock(&ctx.reconciled).insert(key.clone());
@@ -432,25 +435,29 @@ pub async fn reconcile<K: ConfigResource>(
     Ok(Action::requeue(interval))
 }
 
-/// Backoff after a failed reconcile: 200 ms doubling up to 30 s per object.
+/// Backoff after a failed reconcile: 200 ms doubling up to 30 s per object
+/// (status write conflicts: 100 ms, no backoff).
 pub fn error_policy<K: ConfigResource>(
     obj: Arc<K>,
     error: &ReconcileError,
     ctx: Arc<Context<K>>,
 ) -> Action {
     let key = key_of(obj.as_ref());
-    let n = ctx.failed(&key);
-    let delay = Duration::from_millis(200)
-        .saturating_mul(1u32 << n.saturating_sub(1).min(8))
-        .min(Duration::from_secs(30));
     let conflict = matches!(
         error,
         ReconcileError::StatusWrite(kube::Error::Api(s)) if s.code == 409
     );
     if conflict {
+        // Our copy was stale (usually our own previous write): the watch
+        // brings the fresh object at once; retry soon, without backoff.
+        let delay = Duration::from_millis(100);
         tracing::debug!(config = %key, ?delay, "status write conflict; retrying");
-    } else {
-        tracing::warn!(config = %key, error = %error, ?delay, "reconcile failed; retrying");
+        return Action::requeue(delay);
     }
+    let n = ctx.failed(&key);
+    let delay = Duration::from_millis(200)
+        .saturating_mul(1u32 << n.saturating_sub(1).min(8))
+        .min(Duration::from_secs(30));
+    tracing::warn!(config = %key, error = %error, ?delay, "reconcile failed; retrying");
     Action::requeue(delay)
 }
