@@ -278,6 +278,21 @@ async fn rotating_the_secret_moves_the_path() {
             })
             .count();
         let status_patches = status_writes(&reqs, "projectconfigs");
+        let controller_requests: Vec<String> = reqs
+            .iter()
+            .filter(|r| r.verb.as_deref() != Some("watch"))
+            .filter(|r| {
+                !(r.verb.as_deref() == Some("get")
+                    && r.resource.as_deref() == Some("projectconfigs"))
+            })
+            .filter(|r| {
+                // The test's own Secret write (create → 409, then update).
+                !matches!(r.verb.as_deref(), Some("update") | Some("create"))
+                    || r.resource.as_deref() != Some("secrets")
+            })
+            .filter_map(|r| r.rbac())
+            .collect();
+        println!("rotation {round}: API requests of the reconcile: {controller_requests:?}");
         println!("rotation {round}: controller Secret GETs = {secret_gets}, status PATCHes = {status_patches}");
         assert_eq!(secret_gets, 1, "Secret GETs for one change");
         assert_eq!(status_patches, 1);
@@ -1044,4 +1059,50 @@ async fn binary_writes_status_and_releases_the_lease_on_sigterm() {
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
     assert_eq!(holder().await, None, "Lease not released");
+}
+
+#[tokio::test]
+async fn conditions_of_others_are_kept() {
+    let env = Env::start().await;
+    create_namespace(&env.client, PROJECT).await;
+    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
+    apply_project_config(
+        &env.client,
+        PROJECT,
+        vec![harbor_receiver(RECEIVER, SECRET)],
+    )
+    .await;
+    let foreign = json!({"status": {"conditions": [{
+        "type": "Healthy", "status": "True", "reason": "SomeoneElse",
+        "message": "kept", "lastTransitionTime": "2026-01-01T00:00:00Z"
+    }]}});
+    env.project_configs(PROJECT)
+        .patch_status(
+            PROJECT,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&foreign),
+        )
+        .await
+        .unwrap();
+    let running = env.start_app(&[]).await;
+    let (status, _) = wait_status(&env, PROJECT, "ready", is_ready).await;
+    let healthy = condition(&status, "Healthy").expect("foreign condition kept");
+    assert_eq!(healthy.reason, "SomeoneElse");
+    assert_eq!(status.conditions[0].type_, "Healthy");
+    // Our Ready keeps its lastTransitionTime across later writes.
+    let t0 = condition(&status, "Ready")
+        .unwrap()
+        .last_transition_time
+        .clone();
+    request_refresh(&env.client, PROJECT, "r1").await;
+    let (status, _) = wait_status(&env, PROJECT, "refresh handled", |s| {
+        s.last_handled_refresh.as_deref() == Some("r1")
+    })
+    .await;
+    assert_eq!(
+        condition(&status, "Ready").unwrap().last_transition_time,
+        t0
+    );
+    assert!(condition(&status, "Healthy").is_some());
+    running.shutdown().await.unwrap();
 }
