@@ -61,9 +61,47 @@ impl ResourceType {
         }
     }
 
-    /// The storage key: objects are shared between versions of a group/resource.
+    /// The storage key: objects are shared between versions of a group/resource, and
+    /// `events.k8s.io` Events are stored as core `v1` Events (as on a real server).
     pub fn key(&self) -> (String, String) {
+        if self.is_events_v1() {
+            return (String::new(), "events".into());
+        }
         (self.group.clone(), self.plural.clone())
+    }
+
+    fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
+    }
+
+    /// Convert an object of this type into its stored form (events.k8s.io/v1 Events
+    /// become core v1 Events; everything else is unchanged).
+    pub fn to_storage(&self, mut v: Value) -> Value {
+        if self.is_events_v1() {
+            if let Value::Object(m) = &mut v {
+                for (core, ev1) in EVENT_RENAMES {
+                    if let Some(x) = m.remove(ev1) {
+                        m.insert(core.into(), x);
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Convert a stored object into this type's form.
+    pub fn from_storage(&self, v: &Value) -> Value {
+        let mut v = v.clone();
+        if self.is_events_v1() {
+            if let Value::Object(m) = &mut v {
+                for (core, ev1) in EVENT_RENAMES {
+                    if let Some(x) = m.remove(core) {
+                        m.insert(ev1.into(), x);
+                    }
+                }
+            }
+        }
+        v
     }
 
     /// Verbs for discovery.
@@ -80,6 +118,17 @@ impl ResourceType {
         ]
     }
 }
+
+/// Field names that differ between core/v1 and events.k8s.io/v1 Events.
+const EVENT_RENAMES: [(&str, &str); 7] = [
+    ("message", "note"),
+    ("involvedObject", "regarding"),
+    ("reportingComponent", "reportingController"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
 
 /// The built-in resources.
 pub fn builtins() -> Vec<ResourceType> {

@@ -163,8 +163,9 @@ impl Store {
             .find(|t| t.group == group && t.version == version && t.plural == plural)
     }
 
-    fn output(rt: &ResourceType, obj: &Value) -> Value {
-        let mut o = obj.clone();
+    /// A stored object as seen through `rt` (version, kind, Event conversion).
+    pub fn render(rt: &ResourceType, obj: &Value) -> Value {
+        let mut o = rt.from_storage(obj);
         if let Value::Object(m) = &mut o {
             m.insert("apiVersion".into(), json!(rt.api_version()));
             m.insert("kind".into(), json!(rt.kind));
@@ -185,7 +186,7 @@ impl Store {
         self.objects
             .get(&rt.key())
             .and_then(|m| m.get(&(Self::ns_key(rt, ns), name.to_string())))
-            .map(|o| Self::output(rt, o))
+            .map(|o| Self::render(rt, o))
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
     }
 
@@ -197,7 +198,7 @@ impl Store {
         };
         m.iter()
             .filter(|((n, _), _)| ns.is_none_or(|want| !rt.namespaced || n == want))
-            .map(|(_, o)| Self::output(rt, o))
+            .map(|(_, o)| Self::render(rt, o))
             .collect()
     }
 
@@ -212,8 +213,8 @@ impl Store {
         let ev = Arc::new(Event {
             rv: self.rv,
             etype,
-            group: rt.group.clone(),
-            plural: rt.plural.clone(),
+            group: rt.key().0,
+            plural: rt.key().1,
             namespace: ns.to_string(),
             object: obj.clone(),
             old,
@@ -436,6 +437,7 @@ impl Store {
         mut obj: Value,
     ) -> ApiResult<Value> {
         Self::check_type(rt, &mut obj)?;
+        let mut obj = rt.to_storage(obj);
         let ns = self.resolve_ns(rt, url_ns, &mut obj)?;
         let md = meta_mut(&mut obj);
         let name = match md
@@ -502,7 +504,7 @@ impl Store {
         self.put(rt, &ns, &name, obj.clone());
         self.emit(rt, &ns, EventType::Added, &obj, None);
         self.after_crd_write(rt, &obj);
-        Ok(Self::output(rt, &obj))
+        Ok(Self::render(rt, &obj))
     }
 
     fn raw(&self, rt: &ResourceType, ns: &str, name: &str) -> Option<&Value> {
@@ -552,6 +554,7 @@ impl Store {
         manager: Option<&str>,
     ) -> ApiResult<Value> {
         Self::check_type(rt, &mut obj)?;
+        let obj = rt.to_storage(obj);
         if let Some(n) = meta_str(&obj, "name").filter(|n| !n.is_empty()) {
             if n != name {
                 return Err(ApiError::bad_request(format!(
@@ -604,8 +607,8 @@ impl Store {
 
     fn obj_key(rt: &ResourceType, obj: &Value) -> ObjKey {
         (
-            rt.group.clone(),
-            rt.plural.clone(),
+            rt.key().0,
+            rt.key().1,
             meta_str(obj, "namespace").unwrap_or("").to_string(),
             meta_str(obj, "name").unwrap_or("").to_string(),
         )
@@ -757,7 +760,7 @@ impl Store {
         let mut a = old.clone();
         a["apiVersion"] = json!(rt.api_version());
         if a == new {
-            return Ok(Self::output(rt, &old));
+            return Ok(Self::render(rt, &old));
         }
         if rt.has_generation {
             let strip = |v: &Value| {
@@ -789,12 +792,12 @@ impl Store {
             .is_none_or(|a| a.is_empty());
         if deleting && no_finalizers {
             self.remove_now(rt, ns, name, new.clone());
-            return Ok(Self::output(rt, &new));
+            return Ok(Self::render(rt, &new));
         }
         self.put(rt, ns, name, new.clone());
         self.emit(rt, ns, EventType::Modified, &new, Some(old));
         self.after_crd_write(rt, &new);
-        Ok(Self::output(rt, &new))
+        Ok(Self::render(rt, &new))
     }
 
     /// PATCH with the given content type.
@@ -821,7 +824,7 @@ impl Store {
         let p: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
         let (ns, old) = self.existing(rt, url_ns, name)?;
-        let mut new = old.clone();
+        let mut new = rt.from_storage(&old);
         match ptype {
             PatchType::Merge => {
                 if !p.is_object() {
@@ -850,6 +853,7 @@ impl Store {
             }
             PatchType::Apply => unreachable!("handled above"),
         }
+        let new = rt.to_storage(new);
         if meta_str(&new, "name") != Some(name) {
             return Err(ApiError::bad_request(
                 "metadata.name cannot be changed by a patch",
@@ -890,6 +894,7 @@ impl Store {
             )));
         }
         Self::check_type(rt, &mut applied)?;
+        let mut applied = rt.to_storage(applied);
         if let Some(n) = meta_str(&applied, "name").filter(|n| !n.is_empty()) {
             if n != name {
                 return Err(ApiError::bad_request(format!(
@@ -899,12 +904,7 @@ impl Store {
         }
         set_str(&mut applied, "name", name);
         let ns = Self::ns_key(rt, url_ns);
-        let key: ObjKey = (
-            rt.group.clone(),
-            rt.plural.clone(),
-            ns.clone(),
-            name.to_string(),
-        );
+        let key: ObjKey = (rt.key().0, rt.key().1, ns.clone(), name.to_string());
         let mut eff = applied.clone();
         if let Some(m) = eff.as_object_mut() {
             if sub == Some("status") {
@@ -997,12 +997,8 @@ impl Store {
         if let Some(m) = self.objects.get_mut(&rt.key()) {
             m.remove(&(ns.to_string(), name.to_string()));
         }
-        self.ssa.remove(&(
-            rt.group.clone(),
-            rt.plural.clone(),
-            ns.to_string(),
-            name.to_string(),
-        ));
+        self.ssa
+            .remove(&(rt.key().0, rt.key().1, ns.to_string(), name.to_string()));
         self.emit(rt, ns, EventType::Deleted, &last, None);
     }
 
@@ -1048,7 +1044,7 @@ impl Store {
             .is_some_and(|a| !a.is_empty());
         if has_finalizers {
             if old.pointer("/metadata/deletionTimestamp").is_some() {
-                return Ok((Self::output(rt, &old), false));
+                return Ok((Self::render(rt, &old), false));
             }
             let mut new = old.clone();
             let md = meta_mut(&mut new);
@@ -1058,7 +1054,7 @@ impl Store {
             set_str(&mut new, "resourceVersion", &self.rv.to_string());
             self.put(rt, &ns, name, new.clone());
             self.emit(rt, &ns, EventType::Modified, &new, Some(old));
-            return Ok((Self::output(rt, &new), false));
+            return Ok((Self::render(rt, &new), false));
         }
         if rt.group.is_empty() && rt.plural == "namespaces" {
             self.delete_namespace_contents(name);
@@ -1073,7 +1069,7 @@ impl Store {
             last["status"] = json!({"phase": "Terminating"});
         }
         self.remove_now(rt, &ns, name, last.clone());
-        Ok((Self::output(rt, &last), true))
+        Ok((Self::render(rt, &last), true))
     }
 
     fn delete_namespace_contents(&mut self, ns: &str) {

@@ -47,9 +47,7 @@ impl WatchParams {
     }
 
     fn render(&self, obj: &Value) -> Value {
-        let mut o = obj.clone();
-        o["apiVersion"] = json!(self.rt.api_version());
-        o["kind"] = json!(self.rt.kind);
+        let o = crate::store::Store::render(&self.rt, obj);
         if self.table {
             crate::table::table(&self.rt, &[o], "", false)
         } else if self.meta_only {
@@ -78,7 +76,7 @@ impl WatchParams {
     /// Translate a stored event into what this watcher should see (if anything),
     /// turning selector transitions into ADDED/DELETED.
     fn translate(&self, ev: &Event) -> Option<Value> {
-        if ev.group != self.rt.group || ev.plural != self.rt.plural {
+        if (ev.group.clone(), ev.plural.clone()) != self.rt.key() {
             return None;
         }
         let now = self.matches(&ev.namespace, &ev.object);
@@ -145,7 +143,7 @@ pub(crate) fn start(shared: Arc<Shared>, p: WatchParams) -> hyper::Response<Body
         } else {
             let from = p.rv.unwrap_or(0);
             store
-                .watch_from(&p.rt.group, &p.rt.plural, from)
+                .watch_from(&p.rt.key().0, &p.rt.key().1, from)
                 .map(|(evs, rx)| {
                     for ev in evs {
                         if let Some(v) = p.translate(&ev) {

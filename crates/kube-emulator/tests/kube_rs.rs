@@ -794,3 +794,92 @@ async fn kube_lease_manager_leader_election() {
     .await;
     eprintln!("hand-over after {t:?}");
 }
+
+/// events.k8s.io/v1 Events (what kube's Recorder writes) and core v1 Events (what
+/// `kubectl get events` / `describe` read) are one store with field conversion.
+#[tokio::test]
+async fn events_are_shared_between_api_groups() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let h = start().await;
+    let c = client(&h).await;
+    namespace(&c, "kargo-demo").await;
+    let ev: Event = serde_json::from_value(json!({
+        "metadata": {"name": "w.1", "namespace": "kargo-demo"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "kargo-harbor-receiver",
+        "reportingInstance": "pod-1",
+        "action": "Refresh",
+        "reason": "RefreshRequested",
+        "type": "Normal",
+        "note": "refreshed by harbor push",
+        "regarding": {"apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Warehouse", "name": "w", "namespace": "kargo-demo"}
+    }))
+    .unwrap();
+    let events: Api<Event> = Api::namespaced(c.clone(), "kargo-demo");
+    let core: Api<CoreEvent> = Api::namespaced(c.clone(), "kargo-demo");
+    let watch_core = watcher(core.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut s = std::pin::pin!(watch_core);
+        while let Ok(Some(e)) = s.try_next().await {
+            s2.lock().unwrap().push(e.message.unwrap_or_default());
+        }
+    });
+    let created = events.create(&PostParams::default(), &ev).await.unwrap();
+    assert_eq!(created.note.as_deref(), Some("refreshed by harbor push"));
+    let as_core = core.get("w.1").await.unwrap();
+    assert_eq!(as_core.message.as_deref(), Some("refreshed by harbor push"));
+    assert_eq!(as_core.involved_object.name.as_deref(), Some("w"));
+    assert_eq!(
+        as_core.reporting_component.as_deref(),
+        Some("kargo-harbor-receiver")
+    );
+    wait_for("core watcher sees the events.k8s.io event", || async {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|m| m == "refreshed by harbor push")
+    })
+    .await;
+    // And back: a patch through the events.k8s.io view.
+    let p = events
+        .patch(
+            "w.1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"note": "again"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.note.as_deref(), Some("again"));
+    assert_eq!(
+        core.get("w.1").await.unwrap().message.as_deref(),
+        Some("again")
+    );
+    let home = tempfile::tempdir().unwrap();
+    // An async child process: the emulator runs on this test's (single) thread.
+    let out = tokio::process::Command::new("kubectl")
+        .args([
+            "get",
+            "events",
+            "-n",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.items[0].message}",
+        ])
+        .env("KUBECONFIG", h.kubeconfig_path())
+        .env("HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "again",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    task.abort();
+}
