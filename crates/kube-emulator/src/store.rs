@@ -97,6 +97,8 @@ pub struct Store {
     history: VecDeque<Arc<Event>>,
     compacted_rv: u64,
     retention: usize,
+    /// A throw-away copy serving a `dryRun=All` request.
+    dry_run: bool,
     tx: broadcast::Sender<Arc<Event>>,
     /// Server-side apply field ownership: object → (manager, is apply) → leaf paths.
     ssa: HashMap<ObjKey, BTreeMap<(String, bool), BTreeSet<String>>>,
@@ -118,6 +120,7 @@ impl Store {
             history: VecDeque::new(),
             compacted_rv: 0,
             retention: retention.max(1),
+            dry_run: false,
             tx,
             ssa: HashMap::new(),
         };
@@ -141,6 +144,7 @@ impl Store {
             history: VecDeque::new(),
             compacted_rv: self.compacted_rv,
             retention: 1,
+            dry_run: true,
             tx,
             ssa: self.ssa.clone(),
         }
@@ -499,6 +503,11 @@ impl Store {
         if self.get(rt, Some(&ns), &name).is_ok() {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
         }
+        if self.dry_run {
+            // Like a real server: a dry-run create has no resourceVersion.
+            meta_mut(&mut obj).remove("resourceVersion");
+            return Ok(Self::render(rt, &obj));
+        }
         self.rv += 1;
         set_str(&mut obj, "resourceVersion", &self.rv.to_string());
         self.put(rt, &ns, &name, obj.clone());
@@ -782,6 +791,10 @@ impl Store {
                     .unwrap_or(0);
                 meta_mut(&mut new).insert("generation".into(), json!(g + 1));
             }
+        }
+        if self.dry_run {
+            // Nothing is stored: the object keeps its current resourceVersion.
+            return Ok(Self::render(rt, &new));
         }
         self.rv += 1;
         set_str(&mut new, "resourceVersion", &self.rv.to_string());

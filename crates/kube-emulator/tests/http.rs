@@ -509,6 +509,59 @@ async fn writes_and_errors() {
     .await;
     assert_eq!(r.json()["data"], json!({"a": "1", "b": "2"}));
 
+    // dryRun=All: validated and answered, never stored.
+    let before = req(
+        &h,
+        "GET",
+        "/api/v1/namespaces/p/configmaps/applied",
+        &[],
+        "",
+    )
+    .await
+    .json();
+    let rv_before = h.resource_version();
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/p/configmaps/applied?dryRun=All",
+        &[("content-type", "application/merge-patch+json")],
+        r#"{"data":{"dry":"run"}}"#,
+    )
+    .await;
+    assert_eq!(r.json()["data"]["dry"], "run");
+    assert_eq!(
+        r.json()["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    let r = req(
+        &h,
+        "POST",
+        "/api/v1/namespaces/p/configmaps?dryRun=All",
+        &[JSON],
+        r#"{"metadata":{"name":"dry"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        req(&h, "GET", "/api/v1/namespaces/p/configmaps/dry", &[], "")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        req(
+            &h,
+            "GET",
+            "/api/v1/namespaces/p/configmaps/applied",
+            &[],
+            ""
+        )
+        .await
+        .json(),
+        before
+    );
+    assert_eq!(h.resource_version(), rv_before);
+
     // Unsupported patch type: 415.
     let r = req(
         &h,
