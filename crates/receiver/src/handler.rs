@@ -839,3 +839,182 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod handle_tests {
+    //! [`Handler::handle`] in-process, with a fake patcher: timeouts,
+    //! metrics and the in-flight gauge.
+
+    use super::*;
+    use crate::app::Readiness;
+    use crate::config::{Cli, Command};
+    use crate::index::{Index, Scope};
+    use crate::refresh::{PatchError, Patcher, RefresherOptions};
+    use crate::token::TokenDigest;
+    use clap::Parser;
+    use futures::future::BoxFuture;
+    use futures::FutureExt;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
+    use std::time::Duration;
+
+    /// Succeeds at once, or never answers (`hang`).
+    struct FakePatcher {
+        hang: bool,
+    }
+
+    impl Patcher for FakePatcher {
+        fn patch(
+            &self,
+            _warehouse: &crate::index::WarehouseRef,
+            _value: &str,
+        ) -> BoxFuture<'static, Result<ObjectReference, PatchError>> {
+            let hang = self.hang;
+            async move {
+                if hang {
+                    futures::future::pending::<()>().await;
+                }
+                Ok(ObjectReference::default())
+            }
+            .boxed()
+        }
+    }
+
+    async fn handler(hang: bool) -> Handler {
+        let config = match Cli::try_parse_from([
+            "kargo-harbor-receiver",
+            "run",
+            "--base-url",
+            "https://x",
+            "--request-timeout",
+            "300ms",
+            "--api-timeout",
+            "60s",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::Run(c) => *c,
+            Command::Crds => unreachable!(),
+        };
+        // Never contacted: the fake patcher stands in for the API server.
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let index = Arc::new(Index::new());
+        let scope = Scope::Project("p".into());
+        index.set_receivers(
+            &scope,
+            vec![(
+                "/harbor/abc".into(),
+                ReceiverEntry {
+                    scope: scope.clone(),
+                    name: "recv".into(),
+                    token: TokenDigest::of(b"t"),
+                },
+            )],
+        );
+        let mut w = Warehouse::new(
+            "w",
+            WarehouseSpec {
+                interval: None,
+                subscriptions: vec![Subscription::image(ImageSubscription {
+                    repo_url: "h/app".into(),
+                    ..Default::default()
+                })],
+            },
+        );
+        w.metadata.namespace = Some("p".into());
+        index.upsert_warehouse(&w);
+        let metrics = Arc::new(Metrics::new());
+        let shared = Arc::new(Shared {
+            config,
+            client,
+            index,
+            metrics: metrics.clone(),
+            ready: Arc::new(Readiness::default()),
+        });
+        let refresher = Refresher::new(
+            Arc::new(FakePatcher { hang }),
+            metrics,
+            RefresherOptions {
+                api_timeout: Duration::from_secs(60),
+                concurrency: 4,
+                events: None,
+            },
+        );
+        Handler::new(shared, refresher)
+    }
+
+    const PUSH: &str = r#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[{"tag":"1.0.0","resource_url":"h/app:1.0.0"}]}}"#;
+
+    async fn answer(response: Response<Full<Bytes>>) -> (u16, String) {
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn post(body: Full<Bytes>) -> Request<Full<Bytes>> {
+        Request::post("/harbor/abc")
+            .header("authorization", "t")
+            .body(body)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_push_is_refreshed_and_counted() {
+        let h = handler(false).await;
+        let got = answer(
+            h.handle(post(Full::new(Bytes::from_static(PUSH.as_bytes()))))
+                .await,
+        )
+        .await;
+        assert_eq!(
+            got,
+            (200, "{\"msg\":\"refreshed 1 warehouse(s)\"}\n".into())
+        );
+        let text = h.shared.metrics.encode();
+        assert!(
+            text.contains(
+                r#"webhook_requests_total{project="p",receiver="recv",outcome="Refreshed"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("webhook_requests_in_flight 0"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_gets_408() {
+        let h = handler(false).await;
+        let first = futures::stream::iter(vec![Ok::<_, std::io::Error>(Frame::data(
+            Bytes::from_static(b"{"),
+        ))]);
+        let stalled = StreamBody::new(futures::StreamExt::chain(first, futures::stream::pending()));
+        let request = Request::post("/harbor/abc")
+            .header("authorization", "t")
+            .body(stalled)
+            .unwrap();
+        let got = answer(h.handle(request).await).await;
+        assert_eq!(got, (408, "{\"error\":\"request timeout\"}\n".into()));
+        assert!(h
+            .shared
+            .metrics
+            .encode()
+            .contains("webhook_requests_in_flight 0"));
+    }
+
+    #[tokio::test]
+    async fn refreshes_beyond_the_request_timeout_get_503() {
+        let h = handler(true).await;
+        let got = answer(
+            h.handle(post(Full::new(Bytes::from_static(PUSH.as_bytes()))))
+                .await,
+        )
+        .await;
+        assert_eq!(got, (503, "{\"error\":\"request timeout\"}\n".into()));
+        let text = h.shared.metrics.encode();
+        assert!(text.contains(r#"outcome="Timeout"} 1"#), "{text}");
+    }
+}
