@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -138,6 +139,8 @@ pub struct Context<K: ConfigResource> {
     pub recorder: Recorder,
     /// Serialises index updates with deletions.
     pub index_lock: Arc<Mutex<()>>,
+    /// Raised at the first `InitDone` of the watch (readiness).
+    synced: watch::Sender<bool>,
     /// Keys reconciled into the index at least once (readiness).
     pub reconciled: Mutex<HashSet<String>>,
     /// Consecutive failures per object (error backoff).
@@ -166,12 +169,19 @@ impl<K: ConfigResource> Context<K> {
             reconciled: Mutex::new(HashSet::new()),
             failures: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
+            synced: watch::Sender::new(false),
         }
+    }
+
+    /// Turns true once the watch's initial list is in the store.
+    pub fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.subscribe()
     }
 
     /// After a relist: drops the receivers of objects that disappeared
     /// while the watch was down.
     pub fn sweep(&self) {
+        self.synced.send_replace(true);
         let _guard = lock(&self.index_lock);
         let mut owners = lock(&self.owners);
         owners.retain(|scope, r| {

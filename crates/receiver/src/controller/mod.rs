@@ -114,7 +114,8 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> Result<(),
         };
         for ns in scopes {
             let (reader, writer) = reflector::store::<PartialObjectMeta<Secret>>();
-            stores.add(ns.clone(), reader);
+            let (synced_tx, synced_rx) = watch::channel(false);
+            stores.add(ns.clone(), reader, synced_rx);
             let api: Api<PartialObjectMeta<Secret>> = match &ns {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
@@ -122,6 +123,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> Result<(),
             secret_tasks.push(tokio::spawn(watch_secrets(
                 api,
                 writer,
+                synced_tx,
                 vec![pc_secret_tx.clone(), cc_secret_tx.clone()],
                 shared
                     .metrics
@@ -336,6 +338,7 @@ async fn log_result<K, E1, E2>(
 async fn watch_secrets(
     api: Api<PartialObjectMeta<Secret>>,
     writer: reflector::store::Writer<PartialObjectMeta<Secret>>,
+    synced: watch::Sender<bool>,
     senders: Vec<mpsc::UnboundedSender<SecretKey>>,
     restarts: Counter,
     shutdown: CancellationToken,
@@ -343,8 +346,7 @@ async fn watch_secrets(
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|m: &mut PartialObjectMeta<Secret>| m.metadata.managed_fields = None)
-        .reflect(writer)
-        .touched_objects();
+        .reflect(writer);
     let mut stream = std::pin::pin!(stream);
     loop {
         let next = tokio::select! {
@@ -353,7 +355,15 @@ async fn watch_secrets(
         };
         match next {
             None => return,
-            Some(Ok(meta)) => {
+            Some(Ok(watcher::Event::InitDone)) => {
+                synced.send_replace(true);
+            }
+            Some(Ok(watcher::Event::Init)) => {}
+            Some(Ok(
+                watcher::Event::Apply(meta)
+                | watcher::Event::InitApply(meta)
+                | watcher::Event::Delete(meta),
+            )) => {
                 let key = (meta.namespace().unwrap_or_default(), meta.name_any());
                 for tx in &senders {
                     let _ = tx.send(key.clone());
@@ -380,12 +390,16 @@ async fn readiness(
     cc_ctx: Arc<Context<ClusterConfig>>,
     shutdown: CancellationToken,
 ) {
+    // Readiness is tracked with our own flags rather than by awaiting the
+    // stores' `wait_until_ready`: kube's store readiness is a oneshot that
+    // keeps only the last waker, and the Controllers already wait on it, so a
+    // second waiter could steal (or lose) the wake-up and hang either side.
     let synced = async {
         let _ = wh_synced.wait_for(|s| *s).await;
-        let _ = pcs.wait_until_ready().await;
-        let _ = ccs.wait_until_ready().await;
-        for s in secret_stores.all() {
-            let _ = s.wait_until_ready().await;
+        let _ = pc_ctx.synced().wait_for(|s| *s).await;
+        let _ = cc_ctx.synced().wait_for(|s| *s).await;
+        for mut s in secret_stores.synced() {
+            let _ = s.wait_for(|s| *s).await;
         }
     };
     tokio::select! {

@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
@@ -46,28 +47,38 @@ pub const AUTH_HEADER_KEY: &str = "auth-header";
 /// Metadata stores of the Secret watches: `None` key = cluster-wide.
 #[derive(Clone, Default)]
 pub struct SecretStores {
-    stores: Vec<(Option<String>, Store<PartialObjectMeta<Secret>>)>,
+    stores: Vec<(
+        Option<String>,
+        Store<PartialObjectMeta<Secret>>,
+        watch::Receiver<bool>,
+    )>,
 }
 
 impl SecretStores {
-    /// Registers the store of a watch (`None` = all namespaces).
-    pub fn add(&mut self, namespace: Option<String>, store: Store<PartialObjectMeta<Secret>>) {
-        self.stores.push((namespace, store));
+    /// Registers the store of a watch (`None` = all namespaces) and the flag
+    /// its watch raises once the initial list is in the store.
+    pub fn add(
+        &mut self,
+        namespace: Option<String>,
+        store: Store<PartialObjectMeta<Secret>>,
+        synced: watch::Receiver<bool>,
+    ) {
+        self.stores.push((namespace, store, synced));
     }
 
-    /// All stores (for readiness).
-    pub fn all(&self) -> impl Iterator<Item = &Store<PartialObjectMeta<Secret>>> {
-        self.stores.iter().map(|(_, s)| s)
+    /// The watches' synced flags (for readiness).
+    pub fn synced(&self) -> Vec<watch::Receiver<bool>> {
+        self.stores.iter().map(|(_, _, s)| s.clone()).collect()
     }
 
     /// What the watch knows about a Secret: `None` when no watch covers the
     /// namespace (or it is not synced yet), `Some(None)` when it does not
     /// exist, `Some(Some(rv))` otherwise.
     fn resource_version(&self, namespace: &str, name: &str) -> Option<Option<String>> {
-        let (_, store) = self.stores.iter().find(|(ns, store)| {
-            ns.as_deref().is_none_or(|n| n == namespace)
-                && futures::FutureExt::now_or_never(store.wait_until_ready())
-                    .is_some_and(|r| r.is_ok())
+        // Never poll the store's `wait_until_ready` here: it keeps one waker
+        // only, and a poll from this task would steal another task's.
+        let (_, store, _) = self.stores.iter().find(|(ns, _, synced)| {
+            ns.as_deref().is_none_or(|n| n == namespace) && *synced.borrow()
         })?;
         let key = ObjectRef::new(name).within(namespace);
         Some(
@@ -81,7 +92,7 @@ impl SecretStores {
     pub fn covers(&self, namespace: &str) -> bool {
         self.stores
             .iter()
-            .any(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace))
+            .any(|(ns, _, _)| ns.as_deref().is_none_or(|n| n == namespace))
     }
 }
 
