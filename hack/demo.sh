@@ -21,9 +21,11 @@ BASE_URL="http://127.0.0.1:$PORT"
 AUTH_HEADER="test-auth-token-123" # the value in examples/10-harbor-receiver.yaml
 
 STEP=""
-step() { STEP="$1"; printf '\n\033[1m==> %s\033[0m\n' "$1"; }
+BOLD="" RED="" RESET=""
+if [ -t 1 ]; then BOLD=$'\033[1m' RED=$'\033[31m' RESET=$'\033[0m'; fi
+step() { STEP="$1"; printf '\n%s==> %s%s\n' "$BOLD" "$1" "$RESET"; }
 fail() {
-  printf '\n\033[31mdemo failed at step "%s": %s\033[0m\n' "$STEP" "$1" >&2
+  printf '\n%sdemo failed at step "%s": %s%s\n' "$RED" "$STEP" "$1" "$RESET" >&2
   for log in "$DIR/emulator.log" "$DIR/receiver.log"; do
     [ -s "$log" ] && { echo "--- last lines of $log:" >&2; tail -n 15 "$log" >&2; }
   done
@@ -106,6 +108,7 @@ RESPONSE=$(curl -sS -X POST "$URL" \
   -w '\n%{http_code}') || fail "the request did not complete"
 CODE=${RESPONSE##*$'\n'}
 BODY=${RESPONSE%$'\n'*}
+BODY=${BODY%$'\n'}
 echo "    HTTP $CODE $BODY"
 [ "$CODE" = 200 ] || fail "expected HTTP 200, got $CODE"
 
