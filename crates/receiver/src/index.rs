@@ -246,10 +246,20 @@ impl Index {
     pub fn upsert_warehouse(&self, warehouse: &Warehouse) -> IndexProblems {
         let mut problems = Vec::new();
         let mut master = self.lock();
-        let mut next = Snapshot::clone(&self.current.load());
-        if let Some(indexed) = index_warehouse(&master, warehouse, &mut problems) {
-            apply(&mut master, &mut next, indexed);
+        let Some(indexed) = index_warehouse(&master, warehouse, &mut problems) else {
+            return problems;
+        };
+        // Metadata-only changes (our own refresh annotation among them) keep
+        // the generation: nothing to publish, and no O(n) snapshot copy.
+        if master
+            .warehouses
+            .get(&indexed.warehouse)
+            .is_some_and(|old| Arc::ptr_eq(old, &indexed))
+        {
+            return problems;
         }
+        let mut next = Snapshot::clone(&self.current.load());
+        apply(&mut master, &mut next, indexed);
         self.current.store(Arc::new(next));
         problems
     }
@@ -489,8 +499,9 @@ mod tests {
         let scope = Scope::Project("p".into());
         let before = index.snapshot();
         assert_eq!(names(before.matching(&scope, &pushed)), ["p/w"]);
-        // Same generation: nothing recompiled, nothing changes.
+        // Same generation: nothing recompiled, nothing changes, no new snapshot.
         index.upsert_warehouse(&warehouse("p", "w", 1, vec![image("elsewhere/x", None)]));
+        assert!(Arc::ptr_eq(&before, &index.snapshot()));
         assert_eq!(names(index.snapshot().matching(&scope, &pushed)), ["p/w"]);
         // New generation moves it to another repository.
         index.upsert_warehouse(&warehouse("p", "w", 2, vec![image("elsewhere/x", None)]));
