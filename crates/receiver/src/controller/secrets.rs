@@ -47,11 +47,22 @@ pub const AUTH_HEADER_KEY: &str = "auth-header";
 /// Metadata stores of the Secret watches: `None` key = cluster-wide.
 #[derive(Clone, Default)]
 pub struct SecretStores {
-    stores: Vec<(
-        Option<String>,
-        Store<PartialObjectMeta<Secret>>,
-        watch::Receiver<bool>,
-    )>,
+    stores: Vec<SecretWatch>,
+}
+
+/// One metadata-only Secret watch: its scope, its store, and the flag it
+/// raises once the initial list is in the store.
+#[derive(Clone)]
+struct SecretWatch {
+    namespace: Option<String>,
+    store: Store<PartialObjectMeta<Secret>>,
+    synced: watch::Receiver<bool>,
+}
+
+impl SecretWatch {
+    fn covers(&self, namespace: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|n| n == namespace)
+    }
 }
 
 impl SecretStores {
@@ -63,12 +74,16 @@ impl SecretStores {
         store: Store<PartialObjectMeta<Secret>>,
         synced: watch::Receiver<bool>,
     ) {
-        self.stores.push((namespace, store, synced));
+        self.stores.push(SecretWatch {
+            namespace,
+            store,
+            synced,
+        });
     }
 
     /// The watches' synced flags (for readiness).
     pub fn synced(&self) -> Vec<watch::Receiver<bool>> {
-        self.stores.iter().map(|(_, _, s)| s.clone()).collect()
+        self.stores.iter().map(|w| w.synced.clone()).collect()
     }
 
     /// What the watch knows about a Secret: `None` when no watch covers the
@@ -77,12 +92,14 @@ impl SecretStores {
     fn resource_version(&self, namespace: &str, name: &str) -> Option<Option<String>> {
         // Never poll the store's `wait_until_ready` here: it keeps one waker
         // only, and a poll from this task would steal another task's.
-        let (_, store, _) = self.stores.iter().find(|(ns, _, synced)| {
-            ns.as_deref().is_none_or(|n| n == namespace) && *synced.borrow()
-        })?;
+        let watch = self
+            .stores
+            .iter()
+            .find(|w| w.covers(namespace) && *w.synced.borrow())?;
         let key = ObjectRef::new(name).within(namespace);
         Some(
-            store
+            watch
+                .store
                 .get(&key)
                 .map(|m| m.metadata.resource_version.clone().unwrap_or_default()),
         )
@@ -90,9 +107,7 @@ impl SecretStores {
 
     /// Whether a watch covers the namespace.
     pub fn covers(&self, namespace: &str) -> bool {
-        self.stores
-            .iter()
-            .any(|(ns, _, _)| ns.as_deref().is_none_or(|n| n == namespace))
+        self.stores.iter().any(|w| w.covers(namespace))
     }
 }
 
