@@ -1,0 +1,192 @@
+//! The examples/ directory, exactly as the README and the demo use it: applied
+//! with the real kubectl to kube-emulator (with Kargo's own CRDs), the URL read
+//! back with the README's jsonpath, and the example Harbor payloads sent as
+//! Harbor sends them. If an example rots, this fails.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use e2e::*;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioExecutor;
+use kargo_api::REFRESH_ANNOTATION;
+use kube::Api;
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+/// The auth header in examples/10-harbor-receiver.yaml.
+const AUTH_HEADER: &str = "test-auth-token-123";
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .await
+        .expect("kubectl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl {args:?} failed: {stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "kubectl {args:?} warned: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn post(url: &str, content_type: &str, token: &str, file: &str) -> (StatusCode, String) {
+    let body = std::fs::read(examples().join("harbor").join(file)).expect("example payload");
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(url)
+        .header("content-type", content_type)
+        .header("authorization", token)
+        .header("user-agent", "Go-http-client/1.1")
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    let response = tokio::time::timeout(DEADLINE, client.request(request))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).trim_end().to_owned())
+}
+
+async fn refresh_of(api: &Api<kargo_api::Warehouse>, name: &str) -> Option<String> {
+    let w = api.get(name).await.expect("warehouse exists");
+    w.metadata
+        .annotations
+        .and_then(|a| a.get(REFRESH_ANNOTATION).cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_work_as_the_readme_says() {
+    let env = Env::start().await;
+    let app = env.start_app(&[]).await;
+    let kc = env.emulator.kubeconfig_path().to_path_buf();
+    let dir = examples();
+    let file = |f: &str| dir.join(f).to_string_lossy().into_owned();
+
+    kubectl(&kc, &["apply", "-f", &file("00-namespace.yaml")]).await;
+    kubectl(
+        &kc,
+        &[
+            "apply",
+            "-f",
+            &file("10-harbor-receiver.yaml"),
+            "-f",
+            &file("20-warehouses.yaml"),
+        ],
+    )
+    .await;
+
+    // The README's command for reading the URL.
+    let receivers: Value = wait_for(DEADLINE, "status.webhookReceivers", || {
+        let kc = kc.clone();
+        async move {
+            let out = kubectl(
+                &kc,
+                &[
+                    "get",
+                    "projectconfigs",
+                    "kargo-demo",
+                    "-n",
+                    "kargo-demo",
+                    "-o=jsonpath={.status.webhookReceivers}",
+                ],
+            )
+            .await;
+            serde_json::from_str::<Value>(&out)
+                .ok()
+                .filter(|v| v[0]["url"].is_string())
+        }
+    })
+    .await;
+    let path = receivers[0]["path"].as_str().expect("path").to_owned();
+    // The example uses DESIGN.md's vector token, so the path is the vector's.
+    assert_eq!(
+        path,
+        "/harbor/17a7336dba364e59970fc2dc40e1f49e7bfd68f8176f67dcd39e28f323a992ec"
+    );
+    assert_eq!(receivers[0]["name"], "harbor-wh-receiver");
+    let ready = kubectl(
+        &kc,
+        &["get", "projectconfigs", "-n", "kargo-demo", "--no-headers"],
+    )
+    .await;
+    assert!(ready.contains("True"), "READY column: {ready}");
+
+    let url = format!("http://{}{path}", app.listen_addr);
+    let warehouses: Api<kargo_api::Warehouse> = Api::namespaced(env.client.clone(), "kargo-demo");
+
+    // push-tag.json: only app-v1 (the comments in 20-warehouses.yaml say why).
+    let answer = post(&url, "application/json", AUTH_HEADER, "push-tag.json").await;
+    assert_eq!(
+        answer,
+        (
+            StatusCode::OK,
+            r#"{"msg":"refreshed 1 warehouse(s)"}"#.into()
+        )
+    );
+    let first = refresh_of(&warehouses, "app-v1")
+        .await
+        .expect("app-v1 refreshed");
+    assert_eq!(refresh_of(&warehouses, "app-v2").await, None);
+    assert_eq!(refresh_of(&warehouses, "my-chart").await, None);
+
+    // push-chart.json: the OCI chart subscription.
+    let answer = post(&url, "application/json", AUTH_HEADER, "push-chart.json").await;
+    assert_eq!(
+        answer,
+        (
+            StatusCode::OK,
+            r#"{"msg":"refreshed 1 warehouse(s)"}"#.into()
+        )
+    );
+    assert!(refresh_of(&warehouses, "my-chart").await.is_some());
+    assert_eq!(refresh_of(&warehouses, "app-v2").await, None);
+
+    // cloudevents-push.json: the same push in Harbor's CloudEvents format.
+    let answer = post(
+        &url,
+        "application/cloudevents+json",
+        AUTH_HEADER,
+        "cloudevents-push.json",
+    )
+    .await;
+    assert_eq!(
+        answer,
+        (
+            StatusCode::OK,
+            r#"{"msg":"refreshed 1 warehouse(s)"}"#.into()
+        )
+    );
+    let second = refresh_of(&warehouses, "app-v1")
+        .await
+        .expect("app-v1 refreshed");
+    assert!(second > first, "{second} must be later than {first}");
+
+    // The README's wrong-token example.
+    let answer = post(&url, "application/json", "wrong", "push-tag.json").await;
+    assert_eq!(
+        answer,
+        (
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"unauthorized"}"#.into()
+        )
+    );
+
+    app.shutdown().await.expect("clean shutdown");
+}
