@@ -153,14 +153,51 @@ pub fn builtins() -> Vec<ResourceType> {
     crd.categories = vec!["api-extensions".into()];
     crd.status_subresource = true;
     crd.has_generation = true;
+    let mut sa = ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true);
+    sa.short_names = vec!["sa".into()];
+    let mut svc = ResourceType::builtin("", "v1", "services", "Service", true);
+    svc.short_names = vec!["svc".into()];
+    svc.categories = vec!["all".into()];
+    svc.status_subresource = true;
+    let mut deploy = ResourceType::builtin("apps", "v1", "deployments", "Deployment", true);
+    deploy.short_names = vec!["deploy".into()];
+    deploy.categories = vec!["all".into()];
+    deploy.status_subresource = true;
+    deploy.has_generation = true;
+    let mut pdb = ResourceType::builtin(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+    );
+    pdb.short_names = vec!["pdb".into()];
+    pdb.status_subresource = true;
+    pdb.has_generation = true;
+    let mut ing = ResourceType::builtin("networking.k8s.io", "v1", "ingresses", "Ingress", true);
+    ing.short_names = vec!["ing".into()];
+    ing.status_subresource = true;
+    ing.has_generation = true;
+    let rbac = |plural: &str, kind: &str, namespaced: bool| {
+        ResourceType::builtin("rbac.authorization.k8s.io", "v1", plural, kind, namespaced)
+    };
     vec![
         ns,
         cm,
         ResourceType::builtin("", "v1", "secrets", "Secret", true),
+        sa,
+        svc,
         ev,
         ev2,
         lease,
         crd,
+        deploy,
+        pdb,
+        ing,
+        rbac("roles", "Role", true),
+        rbac("rolebindings", "RoleBinding", true),
+        rbac("clusterroles", "ClusterRole", false),
+        rbac("clusterrolebindings", "ClusterRoleBinding", false),
     ]
 }
 

@@ -332,16 +332,35 @@ impl Store {
         md.remove("managedFields");
         md.remove("selfLink");
         let mut errs = Vec::new();
-        let name_ok = if rt.plural == "namespaces" {
-            valid_label(name)
-        } else {
-            valid_subdomain(name)
-        };
-        if !name_ok {
-            errs.push(format!(
-                "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 {} must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                if rt.plural == "namespaces" { "label" } else { "subdomain" }
-            ));
+        match (rt.group.as_str(), rt.plural.as_str()) {
+            // RBAC objects may be named like `system:discovery` (ValidateRBACName).
+            ("rbac.authorization.k8s.io", _) => {
+                if !valid_path_segment(name) {
+                    errs.push(format!(
+                        "metadata.name: Invalid value: {name:?}: may not be '.' or '..' and may not contain '/' or '%'"
+                    ));
+                }
+            }
+            ("", "services") => {
+                if !valid_label(name) || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+                    errs.push(format!(
+                        "metadata.name: Invalid value: {name:?}: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character"
+                    ));
+                }
+            }
+            _ => {
+                let name_ok = if rt.plural == "namespaces" {
+                    valid_label(name)
+                } else {
+                    valid_subdomain(name)
+                };
+                if !name_ok {
+                    errs.push(format!(
+                        "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 {} must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                        if rt.plural == "namespaces" { "label" } else { "subdomain" }
+                    ));
+                }
+            }
         }
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "secrets") => {
@@ -483,7 +502,9 @@ impl Store {
         if rt.has_generation {
             md.insert("generation".into(), json!(1));
         }
-        if rt.status_subresource && rt.custom {
+        // With a status subresource, create ignores `.status` (custom resources and
+        // built-ins such as Deployments alike); a Namespace gets its phase in `prepare`.
+        if rt.status_subresource && !(rt.group.is_empty() && rt.plural == "namespaces") {
             if let Some(m) = obj.as_object_mut() {
                 m.remove("status");
             }
@@ -1145,6 +1166,10 @@ fn valid_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+fn valid_path_segment(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '%'])
 }
 
 fn valid_subdomain(s: &str) -> bool {

@@ -471,3 +471,278 @@ async fn patch_status_get_table_and_delete() {
     .await;
     assert!(!o.ok && o.stderr.contains("NotFound"), "{}", o.stderr);
 }
+
+/// One object of each built-in kind a Helm chart like ours renders.
+const WORKLOAD_MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: apps
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: web
+  namespace: apps
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: apps
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+status:
+  loadBalancer: {ingress: [{ip: 192.0.2.1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: apps
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      serviceAccountName: web
+      containers:
+        - name: web
+          image: example.com/web:1.0.0
+          ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+  namespace: apps
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels: {app: web}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: apps
+spec:
+  rules:
+    - host: web.example.com
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend: {service: {name: web, port: {name: http}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: web
+  namespace: apps
+rules:
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    verbs: ["get", "update"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: web
+  namespace: apps
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: web}
+subjects: [{kind: ServiceAccount, name: web, namespace: apps}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: "apps:web"
+rules:
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: "apps:web"
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "apps:web"}
+subjects: [{kind: ServiceAccount, name: web, namespace: apps}]
+"#;
+
+#[tokio::test]
+async fn apply_workload_and_rbac_kinds() {
+    let (h, home) = bare().await;
+    let home = home.path();
+    let out = ok(&h, home, &["apply", "-f", "-"], Some(WORKLOAD_MANIFEST)).await;
+    for line in [
+        "namespace/apps created",
+        "serviceaccount/web created",
+        "service/web created",
+        "deployment.apps/web created",
+        "poddisruptionbudget.policy/web created",
+        "ingress.networking.k8s.io/web created",
+        "role.rbac.authorization.k8s.io/web created",
+        "rolebinding.rbac.authorization.k8s.io/web created",
+        "clusterrole.rbac.authorization.k8s.io/apps:web created",
+        "clusterrolebinding.rbac.authorization.k8s.io/apps:web created",
+    ] {
+        assert!(out.contains(line), "{line} missing in:\n{out}");
+    }
+    // Re-applying changes nothing, but kubectl still sends two patches, as against a
+    // real server: the Service's `.status` (dropped on create) and the PDB's selector
+    // (patch strategy `replace`: always part of the patch).
+    let out = ok(&h, home, &["apply", "-f", "-"], Some(WORKLOAD_MANIFEST)).await;
+    assert_eq!(out.matches(" unchanged").count(), 8, "{out}");
+    assert!(
+        out.contains("service/web configured")
+            && out.contains("poddisruptionbudget.policy/web configured"),
+        "{out}"
+    );
+
+    // Everything reads back, by kind, short name and from the file.
+    let names = ok(
+        &h,
+        home,
+        &["get", "-f", "-", "-o", "name"],
+        Some(WORKLOAD_MANIFEST),
+    )
+    .await;
+    assert_eq!(names.lines().count(), 10, "{names}");
+    let out = ok(
+        &h,
+        home,
+        &[
+            "get",
+            "sa,svc,deploy,pdb,ing,role,rolebinding",
+            "-n",
+            "apps",
+            "-o",
+            "name",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.lines().count(), 7, "{out}");
+    let out = ok(&h, home, &["get", "all", "-n", "apps", "-o", "name"], None).await;
+    assert!(
+        out.contains("service/web") && out.contains("deployment.apps/web"),
+        "{out}"
+    );
+    let image = ok(
+        &h,
+        home,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(image, "example.com/web:1.0.0 1");
+    // ClusterRoles and ClusterRoleBindings are cluster-scoped.
+    let out = ok(
+        &h,
+        home,
+        &["get", "clusterroles,clusterrolebindings", "-o", "name"],
+        None,
+    )
+    .await;
+    assert_eq!(
+        out,
+        "clusterrole.rbac.authorization.k8s.io/apps:web\nclusterrolebinding.rbac.authorization.k8s.io/apps:web\n"
+    );
+    let req = h
+        .requests()
+        .into_iter()
+        .rfind(|r| r.resource.as_deref() == Some("clusterroles"))
+        .unwrap();
+    assert_eq!(
+        (req.path.as_str(), req.namespace),
+        ("/apis/rbac.authorization.k8s.io/v1/clusterroles", None)
+    );
+
+    // Status subresources: create ignores .status, /status writes change only .status.
+    let lb = ok(
+        &h,
+        home,
+        &[
+            "get",
+            "service",
+            "web",
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.status}",
+        ],
+        None,
+    )
+    .await;
+    assert!(!lb.contains("192.0.2.1"), "{lb}");
+    ok(
+        &h,
+        home,
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-n",
+            "apps",
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"status":{"readyReplicas":2},"spec":{"replicas":5}}"#,
+        ],
+        None,
+    )
+    .await;
+    let out = ok(
+        &h,
+        home,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.status.readyReplicas} {.spec.replicas} {.metadata.generation}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out, "2 2 1");
+
+    // Discovery lists them with their scope.
+    let out = ok(&h, home, &["api-resources", "--no-headers"], None).await;
+    for (kind, namespaced) in [
+        ("ServiceAccount", true),
+        ("Service", true),
+        ("Deployment", true),
+        ("PodDisruptionBudget", true),
+        ("Ingress", true),
+        ("Role", true),
+        ("RoleBinding", true),
+        ("ClusterRole", false),
+        ("ClusterRoleBinding", false),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().last() == Some(kind))
+            .unwrap_or_else(|| panic!("{kind} missing in:\n{out}"));
+        assert!(
+            line.contains(if namespaced { " true " } else { " false " }),
+            "{line}"
+        );
+    }
+}
