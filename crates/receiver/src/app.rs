@@ -139,13 +139,34 @@ impl Running {
     }
 }
 
+/// The `User-Agent` of every request the program makes to the API server:
+/// `kargo-harbor-receiver/<version>`. It names the program in the API
+/// server's audit log and lets tests tell its requests from their own.
+pub const USER_AGENT: &str = concat!("kargo-harbor-receiver/", env!("CARGO_PKG_VERSION"));
+
+/// The program's client configuration: `config` (from KUBECONFIG, in-cluster,
+/// or a test's kubeconfig) with [`USER_AGENT`] set on every request. Used by
+/// [`run`] and by the end-to-end tests for the client they hand to [`start`].
+pub fn client_config(mut config: kube::Config) -> kube::Config {
+    config
+        .headers
+        .retain(|(name, _)| name != http::header::USER_AGENT);
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    config
+}
+
 /// Runs until SIGTERM or SIGINT, with the client from KUBECONFIG or the
 /// in-cluster configuration.
 pub async fn run(config: Config) -> Result<(), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
-        .map_err(RunError::Kubeconfig)?;
+        .map_err(|e| RunError::Kubeconfig(kube::Error::InferConfig(e)))?;
+    let client =
+        kube::Client::try_from(client_config(kube_config)).map_err(RunError::Kubeconfig)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let running = start(config, client).await?;
@@ -158,4 +179,32 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             }
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_config_sets_one_user_agent() {
+        let mut config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("someone-else/1"),
+        ));
+        let config = client_config(config);
+        let agents: Vec<_> = config
+            .headers
+            .iter()
+            .filter(|(name, _)| name == http::header::USER_AGENT)
+            .map(|(_, value)| value.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            agents,
+            [format!(
+                "kargo-harbor-receiver/{}",
+                env!("CARGO_PKG_VERSION")
+            )]
+        );
+    }
 }
