@@ -1059,6 +1059,49 @@ async fn binary_writes_status_and_releases_the_lease_on_sigterm() {
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
     assert_eq!(holder().await, None, "Lease not released");
+    // The binary names itself (app::client_config): its Lease writes carry
+    // the program's User-Agent, so they reach the request log for rbac.py.
+    assert!(
+        env.requests()
+            .iter()
+            .any(|r| is_program_request(r) && r.rbac().as_deref() == Some("update leases")),
+        "no Lease update with the program's User-Agent"
+    );
+}
+
+#[tokio::test]
+async fn program_requests_carry_its_user_agent_and_the_tests_do_not() {
+    let env = Env::start().await;
+    create_namespace(&env.client, PROJECT).await;
+    let running = env.start_app(&[]).await;
+    wait_ready(&running).await;
+    wait_leader(&running).await;
+    running.shutdown().await.unwrap();
+    let requests = env.requests();
+    let (ours, theirs): (Vec<_>, Vec<_>) = requests.iter().partition(|r| is_program_request(r));
+    assert!(
+        ours.iter()
+            .any(|r| r.rbac().as_deref() == Some("watch warehouses")),
+        "{ours:#?}"
+    );
+    assert!(
+        theirs
+            .iter()
+            .any(|r| r.rbac().as_deref() == Some("create namespaces")),
+        "{theirs:#?}"
+    );
+    assert!(theirs.iter().all(|r| r.user_agent.is_none()), "{theirs:#?}");
+    // Drop writes the program's requests for hack/chart/rbac.py; the explicit
+    // call writes another file with the same content.
+    let path = env.write_request_log().unwrap().expect("a log file");
+    assert!(path.starts_with(request_log_dir()), "{}", path.display());
+    let logged: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(logged.len(), ours.len());
+    assert!(logged
+        .iter()
+        .all(|r| r["userAgent"] == kargo_harbor_receiver::app::USER_AGENT));
 }
 
 #[tokio::test]

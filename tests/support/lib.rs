@@ -8,7 +8,7 @@
 //! cheap: a few milliseconds).
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -145,9 +145,20 @@ impl Env {
         client_for(&self.emulator).await
     }
 
+    /// A client configured as the program configures its own
+    /// ([`kargo_harbor_receiver::app::client_config`]: its User-Agent), for
+    /// [`start_app`]. [`Env::client`] and [`Env::new_client`] send none, so
+    /// the request log tells the program's requests from the test's.
+    pub async fn program_client(&self) -> Client {
+        Client::try_from(kargo_harbor_receiver::app::client_config(
+            kube_config_for(&self.emulator).await,
+        ))
+        .unwrap_or_else(|e| panic!("client: {e}"))
+    }
+
     /// Starts the app in-process with [`test_config`] and `extra` arguments.
     pub async fn start_app(&self, extra: &[&str]) -> Running {
-        start_app(test_config(extra), self.new_client().await).await
+        start_app(test_config(extra), self.program_client().await).await
     }
 
     /// The emulator's request log.
@@ -176,18 +187,118 @@ impl Env {
     }
 }
 
-/// A `kube::Client` for an emulator (through its kubeconfig text).
+/// A `kube::Client` for an emulator (through its kubeconfig text), as the
+/// test's own user: no User-Agent.
 pub async fn client_for(emulator: &Handle) -> Client {
+    Client::try_from(kube_config_for(emulator).await).unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+async fn kube_config_for(emulator: &Handle) -> kube::Config {
     init();
     let kubeconfig = kube::config::Kubeconfig::from_yaml(emulator.kubeconfig_yaml())
         .unwrap_or_else(|e| panic!("emulator kubeconfig: {e}"));
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("emulator kubeconfig: {e}"));
-    Client::try_from(config).unwrap_or_else(|e| panic!("client: {e}"))
+    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("emulator kubeconfig: {e}"))
+}
+
+/// Whether a request came from the program (in-process or the binary): its
+/// User-Agent is [`kargo_harbor_receiver::app::USER_AGENT`].
+pub fn is_program_request(r: &RequestRecord) -> bool {
+    r.user_agent.as_deref() == Some(kargo_harbor_receiver::app::USER_AGENT)
+}
+
+/// Where the end-to-end tests leave the program's API requests, one JSON file
+/// per [`Env`] (`<test>-<pid>-<n>.json`), for `hack/chart/rbac.py` (run by
+/// `hack/chart/validate.sh --rbac-log target/e2e-requests`):
+/// `$CARGO_TARGET_DIR/e2e-requests`, else `e2e-requests` in the target
+/// directory that holds this test binary.
+pub fn request_log_dir() -> PathBuf {
+    let workspace = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace.join(dir),
+        _ => std::env::current_exe()
+            .ok()
+            .and_then(|exe| {
+                // target/<profile>/deps/<test>: the first ancestor Cargo marks
+                // as its target directory.
+                exe.ancestors()
+                    .skip(1)
+                    .find(|d| d.join("CACHEDIR.TAG").is_file())
+                    .map(Path::to_path_buf)
+            })
+            .unwrap_or_else(|| workspace.join("target")),
+    };
+    target.join("e2e-requests")
+}
+
+/// The running test's name: libtest names the thread after the test (with
+/// one test thread it may run on `main`; nextest then passes `--exact NAME`).
+fn test_name() -> String {
+    let thread = std::thread::current();
+    let name = match thread.name() {
+        Some(n) if n != "main" && !n.starts_with("tokio-runtime") => n.to_string(),
+        _ => {
+            let args: Vec<String> = std::env::args().collect();
+            args.iter()
+                .position(|a| a == "--exact")
+                .and_then(|i| args.get(i + 1))
+                .or_else(|| args.iter().skip(1).find(|a| !a.starts_with('-')))
+                .cloned()
+                .unwrap_or_else(|| "unnamed".into())
+        }
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Env {
+    /// Writes the program's requests (see [`is_program_request`]) to a new
+    /// file in [`request_log_dir`]; returns its path. [`Env`]'s `Drop` calls
+    /// it, so every test leaves its log, failed ones included; nothing is
+    /// written when the program made no request.
+    pub fn write_request_log(&self) -> std::io::Result<Option<PathBuf>> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let requests: Vec<RequestRecord> = self
+            .emulator
+            .requests()
+            .into_iter()
+            .filter(is_program_request)
+            .collect();
+        if requests.is_empty() {
+            return Ok(None);
+        }
+        let dir = request_log_dir();
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!(
+            "{}-{}-{}.json",
+            test_name(),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let json = serde_json::to_vec_pretty(&requests).map_err(std::io::Error::other)?;
+        std::fs::write(&path, json)?;
+        Ok(Some(path))
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Never panic here: Drop also runs while a failed test unwinds.
+        if let Err(e) = self.write_request_log() {
+            eprintln!(
+                "e2e: cannot write the request log to {}: {e}",
+                request_log_dir().display()
+            );
+        }
+    }
 }
 
 /// A unique identity for a replica in this process.
