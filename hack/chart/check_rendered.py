@@ -182,6 +182,7 @@ def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lea
     rules.add(("ClusterRole", "", K, "projectconfigs/status", "patch", ()))
     rules.add(("ClusterRole", "", K, "clusterconfigs/status", "patch", ()))
     rules.add(("ClusterRole", "", "events.k8s.io", "events", "create", ()))
+    rules.add(("ClusterRole", "", "events.k8s.io", "events", "patch", ()))
     for v in secret_verbs:
         if secret_namespaces:
             for ns in secret_namespaces:
@@ -213,6 +214,7 @@ def program_requests(*, secret_access: str, secret_namespaces: list[str], lease:
         {"method": "PATCH", "path": f"{K}/clusterconfigs/cluster/status"},
         {"method": "POST", "path": "/apis/events.k8s.io/v1/namespaces/kargo-demo/events"},
         {"method": "POST", "path": "/apis/events.k8s.io/v1/namespaces/default/events"},
+        {"method": "PATCH", "path": "/apis/events.k8s.io/v1/namespaces/kargo-demo/events/kargo-demo.18ec681eaa6dc17e"},
         {"method": "GET", "path": f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease}"},
         {"method": "POST", "path": f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"},
         {"method": "PUT", "path": f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease}"},
