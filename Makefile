@@ -1,6 +1,8 @@
 # Development workflow. `make help` lists the targets.
 SHELL := /bin/bash
 CARGO ?= cargo
+# Where the end-to-end tests leave the program's API requests (tests/support/lib.rs).
+E2E_REQUESTS := $(or $(CARGO_TARGET_DIR),target)/e2e-requests
 
 .PHONY: help build test unit lint fmt bench demo crds chart
 
@@ -11,9 +13,10 @@ build: ## Build every crate and the binaries
 	$(CARGO) build --workspace --all-targets
 
 test: ## Run every test: unit, kube-emulator, end-to-end, chart validation
+	rm -rf $(E2E_REQUESTS)
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
-	bash hack/chart/validate.sh
+	bash hack/chart/validate.sh --apply --rbac-log $(E2E_REQUESTS)
 
 lint: ## Formatting check and clippy with warnings denied
 	$(CARGO) fmt --all --check

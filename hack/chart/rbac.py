@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Check a log of Kubernetes API requests against the chart's RBAC.
 
-Given rendered manifests (e.g. target/chart/default.yaml) and a JSON list of
-API requests made by the program (e.g. the kube-emulator's request log dumped
-by the end-to-end tests to target/e2e-requests.json):
+Given rendered manifests (e.g. target/chart/default.yaml) and JSON lists of
+API requests made by the program (e.g. the kube-emulator's request logs that
+the end-to-end tests leave in target/e2e-requests/, one file per test):
 
     [{"method": "GET", "path": "/apis/kargo.akuity.io/v1alpha1/warehouses",
       "query": "watch=true&resourceVersion=12"}, ...]
@@ -15,11 +15,22 @@ Deployment's ServiceAccount, the way the RBAC authorizer does. The report
 lists every request that would be forbidden and every granted
 (rule, group, resource, verb) that no request used.
 
-    python3 hack/chart/rbac.py target/chart/default.yaml target/e2e-requests.json
+    python3 hack/chart/rbac.py target/chart/default.yaml target/e2e-requests \
+        --user-agent '^kargo-harbor-receiver/' --lease default/kargo-harbor-receiver
 
-Exit status: 0 when every request is allowed (unused grants are reported but
-do not fail unless --fail-on-unused), 1 when a request is forbidden, 2 on bad
-input.
+Each REQUESTS argument is a JSON file, a directory (every *.json in it) or
+"-" (stdin). Every request counts, including those an injected fault
+answered: the program made them, so it needs the permission.
+
+Exit status: 0 when every request is allowed (unused grants are reported as
+a warning but do not fail unless --fail-on-unused), 1 when a request is
+forbidden, 2 on bad input or when no request was left to check.
+
+--lease NAMESPACE/NAME: the log's program used this Lease (tests run with
+their own --lease-namespace/--lease-name); its requests are checked as
+requests on the Lease the rendered Deployment configures (LEASE_NAME, and
+POD_NAMESPACE: the Deployment's namespace). Requests on any other Lease are
+checked as they are.
 
 "query" may be a string ("watch=true&limit=500"), an object ({"watch": "true"})
 or absent; a "?query" left in "path" is understood too. Entries may carry a
@@ -41,7 +52,7 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import parse_qs, unquote
@@ -417,6 +428,7 @@ def allowed_by_default(attrs: Attributes) -> bool:
 
 EMPTY_GROUP = '""'
 EMULATOR_CONTROL_PREFIX = "/_emulator/"
+SOURCE = "_file"  # set on requests read from a file: where they came from
 
 
 @dataclass
@@ -427,6 +439,7 @@ class Report:
     unused: list[tuple[Grant, str, str, str]]  # grant, group, resource, verb
     used: dict[tuple[str, str, str], int]  # (group, resource, verb) -> count
     mismatches: list[tuple[dict[str, Any], Attributes]] = field(default_factory=list)
+    lease: str = ""  # "ns/name checked as ns/name" with --lease
 
     @property
     def ok(self) -> bool:
@@ -435,9 +448,11 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "serviceAccount": f"{self.subject[0]}/{self.subject[1]}",
+            "lease": self.lease or None,
             "requests": self.requests,
             "denied": [
-                {"request": req, "attributes": attrs.describe()} for req, attrs in self.denied
+                {"request": {k: v for k, v in req.items() if k != SOURCE}, "attributes": attrs.describe(), "file": req.get(SOURCE)}
+                for req, attrs in self.denied
             ],
             "unused": [
                 {
@@ -465,25 +480,34 @@ class Report:
             f"{self.requests} request(s), {len(self.denied)} forbidden, "
             f"{len(self.unused)} unused grant(s)"
         ]
+        if self.lease:
+            lines.append(f"Lease {self.lease}")
         if self.used:
             lines.append("used:")
             for (group, resource, verb), n in sorted(self.used.items()):
                 lines.append(f"  {group or EMPTY_GROUP} {resource} {verb}: {n}")
         if self.denied:
             lines.append("FORBIDDEN (the chart's RBAC does not allow these):")
-            seen = set()
+            # One line per (verb, group, resource), with the first example.
+            seen: dict[str, list[tuple[dict[str, Any], Attributes]]] = {}
             for req, attrs in self.denied:
-                key = attrs.describe()
-                if key in seen:
-                    continue
-                seen.add(key)
-                lines.append(f"  {key}   <- {req.get('method')} {req.get('path')}")
+                key = (
+                    f"{attrs.verb} {attrs.api_group or EMPTY_GROUP} {attrs.full_resource}"
+                    if attrs.resource_request
+                    else attrs.describe()
+                )
+                seen.setdefault(key, []).append((req, attrs))
+            for key, hits in seen.items():
+                req, attrs = hits[0]
+                where = f" in {req[SOURCE]}" if req.get(SOURCE) else ""
+                lines.append(f"  {key}: {len(hits)} request(s), e.g.")
+                lines.append(f"    {attrs.describe()}   <- {req.get('method')} {req.get('path')}{where}")
         if self.mismatches:
             lines.append("WARNING: the log's verb differs from the API server mapping:")
             for req, attrs in self.mismatches:
                 lines.append(f"  {req.get('method')} {req.get('path')}: logged {req.get('verb')}, mapped {attrs.verb}")
         if self.unused:
-            lines.append("unused (granted, never requested):")
+            lines.append("WARNING: unused (granted, never requested):")
             for g, group, resource, verb in self.unused:
                 lines.append(f"  {g.rule.label()} via {g.binding}: {group or EMPTY_GROUP} {resource} {verb}")
         return "\n".join(lines)
@@ -493,6 +517,46 @@ def _expand(values: list[str], wildcard: str) -> list[str]:
     return values if values else [wildcard]
 
 
+# The program's defaults (crates/receiver/src/config.rs): --lease-name,
+# --lease-namespace.
+DEFAULT_LEASE_NAME = "kargo-harbor-receiver"
+DEFAULT_LEASE_NAMESPACE = "default"
+
+
+def chart_lease(docs: list[dict[str, Any]]) -> tuple[str, str]:
+    """(namespace, name) of the Lease the rendered Deployment's program uses."""
+    deployments = [d for d in docs if d.get("kind") == "Deployment"]
+    if len(deployments) != 1:
+        raise ValueError(f"expected exactly one Deployment in the manifests, found {len(deployments)}")
+    dep = deployments[0]
+    dep_ns = dep.get("metadata", {}).get("namespace") or "default"
+    name, namespace = DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE
+    containers = dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    for container in containers[:1]:
+        for env in container.get("env") or []:
+            if env.get("name") == "LEASE_NAME" and env.get("value"):
+                name = str(env["value"])
+            if env.get("name") == "POD_NAMESPACE":
+                if env.get("value"):
+                    namespace = str(env["value"])
+                elif (env.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+                    namespace = dep_ns
+    return namespace, name
+
+
+def map_lease(attrs: Attributes, logged: tuple[str, str], chart: tuple[str, str]) -> Attributes:
+    """Requests on the log's Lease become requests on the chart's Lease."""
+    if not (
+        attrs.resource_request
+        and attrs.api_group == "coordination.k8s.io"
+        and attrs.resource == "leases"
+        and attrs.namespace == logged[0]
+        and attrs.name in {logged[1], ""}
+    ):
+        return attrs
+    return replace(attrs, namespace=chart[0], name=chart[1] if attrs.name else "")
+
+
 def check(
     docs: list[dict[str, Any]],
     requests: list[dict[str, Any]],
@@ -500,8 +564,10 @@ def check(
     subject: tuple[str, str] | None = None,
     user_agent: str | None = None,
     exclude_user_agent: str | None = None,
+    lease: tuple[str, str] | None = None,
 ) -> Report:
     policy = build_policy(docs, subject)
+    lease_map = (lease, chart_lease(docs)) if lease else None
     agent_re = re.compile(user_agent) if user_agent else None
     exclude_re = re.compile(exclude_user_agent) if exclude_user_agent else None
     mismatches: list[tuple[dict[str, Any], Attributes]] = []
@@ -521,6 +587,8 @@ def check(
             continue
         counted += 1
         attrs = request_attributes(str(req["method"]), str(req["path"]), req.get("query"))
+        if lease_map:
+            attrs = map_lease(attrs, *lease_map)
         logged_verb = req.get("verb")
         if attrs.resource_request and logged_verb and logged_verb != attrs.verb:
             mismatches.append((req, attrs))
@@ -551,6 +619,7 @@ def check(
                         unused.append((g, group, resource, verb))
     return Report(
         subject=policy.subject,
+        lease=(f"{lease[0]}/{lease[1]} checked as {lease_map[1][0]}/{lease_map[1][1]}" if lease and lease_map else ""),
         requests=counted,
         denied=denied,
         unused=unused,
@@ -567,13 +636,59 @@ def _wild_resource(pattern: str, resource: str) -> bool:
     return False
 
 
+def _requests_of(raw: str, origin: str) -> list[dict[str, Any]]:
+    requests = json.loads(raw)
+    if isinstance(requests, dict) and isinstance(requests.get("requests"), list):
+        requests = requests["requests"]
+    if not isinstance(requests, list):
+        raise ValueError(f"{origin}: the request log must be a JSON list")
+    return requests
+
+
+def load_requests(sources: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
+    """Requests from JSON files, directories of them (*.json) or "-" (stdin);
+    each request read from a file records it under SOURCE. Returns the
+    requests and the number of files read."""
+    out: list[dict[str, Any]] = []
+    files = 0
+    for source in sources:
+        if source == "-":
+            out.extend(_requests_of(sys.stdin.read(), "stdin"))
+            files += 1
+            continue
+        path = Path(source)
+        paths = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if path.is_dir() and not paths:
+            raise ValueError(f"{source}: no *.json files")
+        for p in paths:
+            try:
+                requests = _requests_of(p.read_text(), str(p))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{p}: {exc}") from exc
+            files += 1
+            for req in requests:
+                out.append({**req, SOURCE: p.name} if isinstance(req, dict) else req)
+    return out, files
+
+
+def _namespace_name(value: str, option: str) -> tuple[str, str]:
+    ns, sep, name = value.partition("/")
+    if not sep or not ns or not name:
+        raise ValueError(f"{option} takes NAMESPACE/NAME")
+    return ns, name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="rbac.py",
         description="Check API requests against the chart's RBAC (see the module docstring).",
     )
     parser.add_argument("manifests", help="rendered chart manifests (multi-document YAML)")
-    parser.add_argument("requests", help='JSON list of {"method", "path", "query"} ("-" for stdin)')
+    parser.add_argument(
+        "requests",
+        nargs="+",
+        help='JSON lists of {"method", "path", "query"}: files, directories of *.json files, or "-" for stdin',
+    )
     parser.add_argument(
         "--service-account",
         metavar="NAMESPACE/NAME",
@@ -581,36 +696,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--user-agent", metavar="REGEX", help="only requests whose userAgent matches")
     parser.add_argument("--exclude-user-agent", metavar="REGEX", help="leave out requests whose userAgent matches")
+    parser.add_argument(
+        "--lease",
+        metavar="NAMESPACE/NAME",
+        help="the Lease the logged program used; checked as the chart's Lease (see the module docstring)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--fail-on-unused", action="store_true", help="exit 1 when a grant was never used")
     args = parser.parse_args(argv)
 
     try:
         docs = load_manifests([args.manifests])
-        raw = sys.stdin.read() if args.requests == "-" else Path(args.requests).read_text()
-        requests = json.loads(raw)
-        if isinstance(requests, dict) and isinstance(requests.get("requests"), list):
-            requests = requests["requests"]
-        if not isinstance(requests, list):
-            raise ValueError("the request log must be a JSON list")
-        subject = None
-        if args.service_account:
-            ns, sep, name = args.service_account.partition("/")
-            if not sep or not ns or not name:
-                raise ValueError("--service-account takes NAMESPACE/NAME")
-            subject = (ns, name)
+        requests, files = load_requests(args.requests)
+        subject = _namespace_name(args.service_account, "--service-account") if args.service_account else None
+        lease = _namespace_name(args.lease, "--lease") if args.lease else None
         report = check(
             docs,
             requests,
             subject=subject,
             user_agent=args.user_agent,
             exclude_user_agent=args.exclude_user_agent,
+            lease=lease,
         )
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"rbac.py: {exc}", file=sys.stderr)
         return 2
 
-    print(json.dumps(report.to_json(), indent=2) if args.json else report.to_text())
+    print(json.dumps(report.to_json(), indent=2) if args.json else f"{files} file(s) read\n{report.to_text()}")
+    if report.requests == 0:
+        print("rbac.py: no request left to check (empty log, or every request filtered out)", file=sys.stderr)
+        return 2
     if not report.ok:
         return 1
     if args.fail_on_unused and report.unused:

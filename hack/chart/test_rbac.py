@@ -371,5 +371,95 @@ class CliTest(unittest.TestCase):
         self.assertEqual(code, 2)
 
 
+# The chart's Deployment tells the program its Lease through the environment.
+WITH_LEASE_ENV = MANIFESTS.replace(
+    "containers: [{name: receiver, image: x}]",
+    """containers:
+        - name: receiver
+          image: x
+          env:
+            - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+            - {name: LEASE_NAME, value: khr}""",
+)
+
+# The Lease dance of a test run: --lease-namespace default, default name.
+TEST_LEASE_REQUESTS = [
+    {"method": "GET", "path": "/apis/coordination.k8s.io/v1/namespaces/default/leases/kargo-harbor-receiver"},
+    {"method": "POST", "path": "/apis/coordination.k8s.io/v1/namespaces/default/leases"},
+    {"method": "PUT", "path": "/apis/coordination.k8s.io/v1/namespaces/default/leases/kargo-harbor-receiver"},
+]
+
+
+class LeaseTest(unittest.TestCase):
+    def test_the_chart_s_lease_comes_from_the_deployment(self):
+        self.assertEqual(rbac.chart_lease(docs(WITH_LEASE_ENV)), ("kargo", "khr"))
+        self.assertEqual(rbac.chart_lease(docs()), ("default", "kargo-harbor-receiver"))
+
+    def test_the_log_s_lease_is_checked_as_the_chart_s(self):
+        manifests = docs(WITH_LEASE_ENV)
+        self.assertEqual(len(rbac.check(manifests, TEST_LEASE_REQUESTS).denied), 3)
+        report = rbac.check(manifests, TEST_LEASE_REQUESTS, lease=("default", "kargo-harbor-receiver"))
+        self.assertTrue(report.ok, report.to_text())
+        self.assertIn("checked as kargo/khr", report.to_text())
+        # Another Lease, or the same name elsewhere, stays as it is.
+        others = [
+            {"method": "PUT", "path": "/apis/coordination.k8s.io/v1/namespaces/default/leases/someone-else"},
+            {"method": "PUT", "path": "/apis/coordination.k8s.io/v1/namespaces/other/leases/kargo-harbor-receiver"},
+        ]
+        report = rbac.check(manifests, others, lease=("default", "kargo-harbor-receiver"))
+        self.assertEqual(len(report.denied), 2)
+
+
+class LogFilesTest(unittest.TestCase):
+    """target/e2e-requests/: one JSON file per end-to-end test."""
+
+    def test_a_directory_of_logs(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "a-1-0.json").write_text(json.dumps(PROGRAM_REQUESTS[:10]))
+            Path(tmp, "b-2-0.json").write_text(json.dumps(PROGRAM_REQUESTS[10:]))
+            Path(tmp, "notes.txt").write_text("not a log")
+            requests, files = rbac.load_requests([tmp])
+            self.assertEqual((len(requests), files), (len(PROGRAM_REQUESTS), 2))
+            self.assertEqual(requests[0][rbac.SOURCE], "a-1-0.json")
+            self.assertEqual(requests[-1][rbac.SOURCE], "b-2-0.json")
+            # Files and directories mix.
+            single = str(Path(tmp, "a-1-0.json"))
+            self.assertEqual(rbac.load_requests([tmp, single])[1], 3)
+            empty = Path(tmp, "empty")
+            empty.mkdir()
+            with self.assertRaisesRegex(ValueError, "no \\*.json files"):
+                rbac.load_requests([str(empty)])
+
+    def test_a_forbidden_request_names_its_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "m.yaml").write_text(MANIFESTS)
+            logs = Path(tmp, "logs")
+            logs.mkdir()
+            Path(logs, "ok-1-0.json").write_text(json.dumps(PROGRAM_REQUESTS))
+            bad = {"method": "PATCH", "path": "/apis/events.k8s.io/v1/namespaces/p/events/e1", "injectedFault": True}
+            Path(logs, "faults-1-1.json").write_text(json.dumps([bad, bad]))
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                code = rbac.main([str(Path(tmp, "m.yaml")), str(logs)])
+            self.assertEqual(code, 1)
+            text = out.getvalue()
+            self.assertIn("2 file(s) read", text)
+            # Fault-injected requests count: the program made them.
+            self.assertIn("patch events.k8s.io events: 2 request(s), e.g.", text)
+            self.assertIn("in faults-1-1.json", text)
+
+
+class EmptyLogTest(unittest.TestCase):
+    def test_nothing_to_check_is_an_error(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "m.yaml").write_text(MANIFESTS)
+            Path(tmp, "r.json").write_text(json.dumps([{"method": "GET", "path": "/api", "userAgent": "kubectl/1"}]))
+            err = io.StringIO()
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                code = rbac.main([str(Path(tmp, "m.yaml")), str(Path(tmp, "r.json")), "--user-agent", "^kargo-harbor-receiver/"])
+            self.assertEqual(code, 2)
+            self.assertIn("no request left to check", err.getvalue())
+
+
 if __name__ == "__main__":
     unittest.main()

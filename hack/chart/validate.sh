@@ -5,8 +5,13 @@
 #   hack/chart/validate.sh --check-crds        also: files/crds.yaml is what
 #                                              `kargo-harbor-receiver crds` prints
 #                                              (builds the binary with cargo)
-#   hack/chart/validate.sh --apply KUBECONFIG  also: kubectl apply the rendered
-#                                              all.yaml to that API server
+#   hack/chart/validate.sh --apply             also: kubectl apply both renders
+#                                              to kube-emulators started here
+#   hack/chart/validate.sh --apply KUBECONFIG  ... or to that API server
+#   hack/chart/validate.sh --rbac-log DIR      also: every API request the
+#                                              program made in the end-to-end
+#                                              tests (DIR: target/e2e-requests)
+#                                              is allowed by default.yaml's RBAC
 #
 # Real Helm: the PyPI wheel helm-python-sdk bundles Helm's Go SDK (v4.2.3) as a
 # C library; hack/chart/helm.py gives it the `helm lint` / `helm template` CLI
@@ -29,13 +34,23 @@ release="khr"
 namespace="kargo"
 base_url="https://kargo-webhooks.example.com"
 
+apply=0
 apply_kubeconfig=""
+rbac_log=""
 check_crds=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --apply)
-      [[ $# -ge 2 ]] || { echo "validate.sh: --apply needs a kubeconfig path" >&2; exit 2; }
-      apply_kubeconfig="$2"
+      apply=1
+      if [[ $# -ge 2 && "$2" != -* ]]; then
+        apply_kubeconfig="$2"
+        shift
+      fi
+      shift
+      ;;
+    --rbac-log)
+      [[ $# -ge 2 ]] || { echo "validate.sh: --rbac-log needs a directory (or file) of request logs" >&2; exit 2; }
+      rbac_log="$2"
       shift 2
       ;;
     --check-crds)
@@ -43,7 +58,7 @@ while [[ $# -gt 0 ]]; do
       shift
       ;;
     -h | --help)
-      sed -n '2,17p' "${BASH_SOURCE[0]}"
+      sed -n '2,23p' "${BASH_SOURCE[0]}"
       exit 0
       ;;
     *)
@@ -117,33 +132,149 @@ if [[ "$check_crds" == 1 ]]; then
   "$here/update-crds.sh" --check
 fi
 
-# --- 7. optional: apply to an API server --------------------------------------
-# The chart's all.yaml needs, on the server: the ServiceMonitor CRD (a stand-in
-# is applied first, since kubectl maps kinds before applying anything), the
-# release namespace and the watchNamespaces (created here), and the
-# apiextensions, rbac, apps, policy and networking APIs. The Kargo CRDs come
-# with all.yaml itself (crds.install=true); where Kargo's own CRDs are already
-# there they are updated in place. Tried against crates/kube-emulator as of its
-# first version: the CRDs, the ServiceMonitor and the namespaces apply; the
-# emulator does not serve ServiceAccount, Service, apps/v1, policy/v1,
-# rbac.authorization.k8s.io/v1 or networking.k8s.io/v1 yet, so kubectl reports
-# "no matches for kind" for those and this step fails until it does.
-if [[ -n "$apply_kubeconfig" ]]; then
-  step "kubectl apply -f $out/all.yaml (kubeconfig $apply_kubeconfig)"
-  kubectl=(kubectl --kubeconfig "$apply_kubeconfig")
-  "${kubectl[@]}" apply -f "$here/testdata/servicemonitor-crd.yaml"
-  namespaces="$("$py" - "$here/values-all.yaml" "$namespace" <<'EOF'
-import sys, yaml
-values = yaml.safe_load(open(sys.argv[1]))
-names = [sys.argv[2]] + list(values.get("watchNamespaces") or [])
-print("\n".join(dict.fromkeys(names)))
-EOF
-)"
-  for ns in $namespaces; do
+# --- 7. optional: the program's API requests against the chart's RBAC ---------
+# The end-to-end tests (cargo nextest run) leave, per test, the requests that
+# carried the program's User-Agent (app::USER_AGENT) in target/e2e-requests/.
+# They run the program with --lease-namespace default and the default Lease
+# name (tests/support/lib.rs, test_args), which rbac.py checks as the chart's
+# Lease. default.yaml is watch mode, cluster-wide: every request of every mode
+# the tests exercise must be allowed by it; grants no test used are printed as
+# a warning (e.g. `get` on Kargo's kinds: the program only lists and watches).
+if [[ -n "$rbac_log" ]]; then
+  step "rbac.py: the program's requests in $rbac_log against $out/default.yaml"
+  if [[ ! -e "$rbac_log" ]]; then
+    echo "FAIL: $rbac_log does not exist: run the end-to-end tests first (cargo nextest run -p e2e)" >&2
+    exit 1
+  fi
+  "$py" "$here/rbac.py" "$out/default.yaml" "$rbac_log" \
+    --user-agent '^kargo-harbor-receiver/' --lease default/kargo-harbor-receiver
+fi
+
+# --- 8. optional: apply to an API server --------------------------------------
+# Two realistic installs, each checked by reading every object back:
+#   default.yaml on a cluster where Kargo is installed (Kargo's CRDs from
+#     ../shared/reference/kargo-crds, the release namespace);
+#   all.yaml on a cluster without Kargo (crds.install=true brings the CRDs),
+#     with the ServiceMonitor CRD (a stand-in: kubectl maps every kind before
+#     applying anything) and the namespaces of watchNamespaces.
+# Without a kubeconfig each runs on its own kube-emulator (built here, on a
+# free loopback port, stopped on exit); the emulator stores built-ins without
+# schema validation, so this checks kinds, scopes, API versions and that
+# kubectl accepts the documents, not field-level validity. With a kubeconfig
+# both go to that cluster, all.yaml first.
+kargo_crds="../shared/reference/kargo-crds"
+emulator_pids=()
+stop_emulators() {
+  local pid
+  for pid in "${emulator_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  emulator_pids=()
+}
+trap stop_emulators EXIT
+
+# start_emulator DIR: a kube-emulator on a free loopback port, its kubeconfig
+# in DIR/kubeconfig; sets $url.
+start_emulator() {
+  local dir="$1" i
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  "$emulator" --listen 127.0.0.1:0 --kubeconfig "$dir/kubeconfig" >"$dir/emulator.out" 2>"$dir/emulator.err" &
+  emulator_pids+=("$!")
+  for i in $(seq 100); do
+    if grep -q '^kubeconfig written to' "$dir/emulator.out" 2>/dev/null; then
+      url="$(sed -n 's/^kube-emulator listening on //p' "$dir/emulator.out")"
+      return 0
+    fi
+    kill -0 "${emulator_pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "FAIL: kube-emulator did not start:" >&2
+  cat "$dir/emulator.err" >&2
+  exit 1
+}
+
+apply_namespaces() {
+  local ns
+  for ns in "$@"; do
     printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n' "$ns" | "${kubectl[@]}" apply -f -
   done
-  "${kubectl[@]}" apply -f "$out/all.yaml"
-  "${kubectl[@]}" get -f "$out/all.yaml" -o name
+}
+
+# check_applied FILE: every object of FILE reads back, and the
+# ClusterRoleBinding binds the ServiceAccount the Deployment runs as.
+check_applied() {
+  local file="$1" want got sa
+  want="$(grep -c '^kind:' "$file")"
+  "${kubectl[@]}" get -f "$file" -o name >"$file.applied"
+  got="$(wc -l <"$file.applied")"
+  if [[ "$got" != "$want" ]]; then
+    cat "$file.applied"
+    echo "FAIL: $got of the $want objects of $file read back" >&2
+    exit 1
+  fi
+  sa="$("${kubectl[@]}" get deployment "$release-kargo-harbor-receiver" -n "$namespace" \
+    -o 'jsonpath={.spec.template.spec.serviceAccountName}')"
+  got="$("${kubectl[@]}" get clusterrolebinding "$release-kargo-harbor-receiver" \
+    -o 'jsonpath={.subjects[0].namespace}/{.subjects[0].name}')"
+  if [[ "$got" != "$namespace/$sa" ]]; then
+    echo "FAIL: the ClusterRoleBinding binds $got, the Deployment runs as $namespace/$sa" >&2
+    exit 1
+  fi
+  echo "$file: all $want objects read back; the ClusterRoleBinding binds $got, the Deployment's ServiceAccount"
+}
+
+watch_namespaces() {
+  "$py" - "$here/values-all.yaml" <<'EOF'
+import sys, yaml
+values = yaml.safe_load(open(sys.argv[1]))
+print("\n".join(dict.fromkeys(values.get("watchNamespaces") or [])))
+EOF
+}
+
+if [[ "$apply" == 1 ]]; then
+  if [[ -n "$apply_kubeconfig" ]]; then
+    kubectl=(kubectl --kubeconfig "$apply_kubeconfig")
+    step "kubectl apply -f $out/all.yaml, then $out/default.yaml (kubeconfig $apply_kubeconfig)"
+    "${kubectl[@]}" apply -f "$here/testdata/servicemonitor-crd.yaml"
+    # shellcheck disable=SC2046 # one namespace per line
+    apply_namespaces "$namespace" $(watch_namespaces)
+    "${kubectl[@]}" apply -f "$out/all.yaml"
+    check_applied "$out/all.yaml"
+    "${kubectl[@]}" apply -f "$out/default.yaml"
+    check_applied "$out/default.yaml"
+  else
+    if [[ -n "${KUBE_EMULATOR:-}" ]]; then
+      emulator="$KUBE_EMULATOR"
+    else
+      step "cargo build -p kube-emulator --bins (a no-op when it is up to date)"
+      cargo build -q -p kube-emulator --bins
+      emulator="${CARGO_TARGET_DIR:-target}/debug/kube-emulator"
+    fi
+    [[ -d "$kargo_crds" ]] || { echo "FAIL: $kargo_crds (Kargo's CRDs) is missing" >&2; exit 1; }
+
+    start_emulator "$out/apply-default"
+    kubectl=(kubectl --kubeconfig "$out/apply-default/kubeconfig")
+    step "kubectl apply -f $out/default.yaml: a cluster with Kargo (kube-emulator at $url)"
+    "${kubectl[@]}" apply -f "$kargo_crds"
+    apply_namespaces "$namespace"
+    "${kubectl[@]}" apply -f "$out/default.yaml"
+    check_applied "$out/default.yaml"
+    stop_emulators
+
+    start_emulator "$out/apply-all"
+    kubectl=(kubectl --kubeconfig "$out/apply-all/kubeconfig")
+    step "kubectl apply -f $out/all.yaml: a cluster without Kargo (kube-emulator at $url)"
+    "${kubectl[@]}" apply -f "$here/testdata/servicemonitor-crd.yaml"
+    # shellcheck disable=SC2046 # one namespace per line
+    apply_namespaces "$namespace" $(watch_namespaces)
+    "${kubectl[@]}" apply -f "$out/all.yaml"
+    check_applied "$out/all.yaml"
+    "${kubectl[@]}" get crd projectconfigs.kargo.akuity.io \
+      -o 'jsonpath=CRD {.metadata.name}: Established={.status.conditions[?(@.type=="Established")].status}{"\n"}'
+    stop_emulators
+  fi
 fi
 
 step "chart validation passed"
