@@ -17,7 +17,7 @@ use kube::ResourceExt;
 
 use crate::harbor::Artifact;
 use crate::repository::{normalize_chart, normalize_image};
-use crate::tags::TagFilter;
+use crate::tags::{PushedTag, TagFilter};
 use crate::token::TokenDigest;
 
 /// Where a receiver's refreshes may reach.
@@ -138,6 +138,7 @@ impl Snapshot {
     pub fn matching(&self, scope: &Scope, artifacts: &[Artifact]) -> Vec<WarehouseMatch> {
         let mut found: HashMap<&WarehouseRef, &str> = HashMap::new();
         for artifact in artifacts {
+            let tag = PushedTag::new(&artifact.tag);
             let image_key = normalize_image(&artifact.resource_url);
             let chart_key = normalize_chart(&artifact.resource_url);
             let keys: &[&str] = if image_key == chart_key {
@@ -156,7 +157,7 @@ impl Snapshot {
                     let accepted = wh
                         .subscriptions
                         .iter()
-                        .any(|s| s.key == *key && s.filter.accepts(&artifact.tag));
+                        .any(|s| s.key == *key && s.filter.accepts_pushed(&tag));
                     if accepted {
                         found.insert(&wh.warehouse, &artifact.resource_url);
                     }

@@ -31,6 +31,7 @@
 use kargo_api::{ChartSubscription, ImageSubscription};
 use masterminds_semver::{Constraints, Version};
 use regex::Regex;
+use std::cell::OnceCell;
 
 /// Compiled tag rules of one Warehouse subscription, built once per Warehouse
 /// generation.
@@ -112,6 +113,55 @@ fn parse_constraint(field: &str, c: &str, problems: &mut Vec<String>) -> Option<
     }
 }
 
+/// A pushed tag with its semantic-version readings, each parsed at most
+/// once however many subscriptions it is matched against (the hot path
+/// matches one tag against every subscription on the repository).
+#[derive(Debug)]
+pub struct PushedTag<'a> {
+    tag: &'a str,
+    coerced: OnceCell<Option<Version>>,
+    strict: OnceCell<bool>,
+    chart: OnceCell<Option<Version>>,
+}
+
+impl<'a> PushedTag<'a> {
+    /// Wraps a pushed tag (or digest, for a push by digest).
+    pub fn new(tag: &'a str) -> Self {
+        Self {
+            tag,
+            coerced: OnceCell::new(),
+            strict: OnceCell::new(),
+            chart: OnceCell::new(),
+        }
+    }
+
+    /// Masterminds' coercing `NewVersion` reading.
+    fn coerced(&self) -> Option<&Version> {
+        self.coerced
+            .get_or_init(|| Version::parse(self.tag).ok())
+            .as_ref()
+    }
+
+    /// Whether the tag is strict SemVer; Kargo trims one leading "v" first.
+    fn strict(&self) -> bool {
+        *self.strict.get_or_init(|| {
+            let bare = self.tag.strip_prefix('v').unwrap_or(self.tag);
+            Version::parse_strict(bare).is_ok()
+        })
+    }
+
+    /// The chart version reading. Kargo's webhook check parses the version
+    /// with NewVersion; its OCI discovery parses tags with StrictNewVersion
+    /// after mapping `_` back to `+` (OCI tags cannot hold `+`, so Helm
+    /// writes build metadata with `_`). Accepting what either would accept
+    /// means a pushed `1.2.3_build.1` is not missed.
+    fn chart_version(&self) -> Option<&Version> {
+        self.chart
+            .get_or_init(|| Version::parse(&self.tag.replace('_', "+")).ok())
+            .as_ref()
+    }
+}
+
 impl TagFilter {
     /// Compiles the tag rules of an image subscription.
     pub fn for_image(sub: &ImageSubscription) -> TagFilter {
@@ -188,6 +238,13 @@ impl TagFilter {
     /// Would Kargo consider this pushed tag (or digest, for a push by digest)
     /// for this subscription?
     pub fn accepts(&self, tag: &str) -> bool {
+        self.accepts_pushed(&PushedTag::new(tag))
+    }
+
+    /// [`accepts`](Self::accepts) for a tag whose version parses are shared
+    /// across every subscription it is matched against.
+    pub fn accepts_pushed(&self, pushed: &PushedTag<'_>) -> bool {
+        let tag = pushed.tag;
         match &self.rule {
             Rule::AcceptAll => true,
             Rule::SemVer {
@@ -198,30 +255,21 @@ impl TagFilter {
                 if !regexes.accepts(tag) {
                     return false;
                 }
-                let Ok(v) = Version::parse(tag) else {
+                let Some(v) = pushed.coerced() else {
                     return false;
                 };
-                if *strict {
-                    // Kargo trims one leading "v" before the strict parse.
-                    let bare = tag.strip_prefix('v').unwrap_or(tag);
-                    if Version::parse_strict(bare).is_err() {
-                        return false;
-                    }
+                if *strict && !pushed.strict() {
+                    return false;
                 }
-                constraint.as_ref().is_none_or(|c| c.matches(&v))
+                constraint.as_ref().is_none_or(|c| c.matches(v))
             }
             Rule::Regexes(regexes) => regexes.accepts(tag),
             Rule::Digest(followed) => followed == tag,
             Rule::Chart { constraint } => {
-                // Kargo's webhook check parses the version with NewVersion;
-                // its OCI discovery parses tags with StrictNewVersion after
-                // mapping `_` back to `+` (OCI tags cannot hold `+`, so Helm
-                // writes build metadata with `_`). Accepting what either would
-                // accept means a pushed `1.2.3_build.1` is not missed.
-                let Ok(v) = Version::parse(&tag.replace('_', "+")) else {
+                let Some(v) = pushed.chart_version() else {
                     return false;
                 };
-                constraint.as_ref().is_none_or(|c| c.matches(&v))
+                constraint.as_ref().is_none_or(|c| c.matches(v))
             }
         }
     }
@@ -625,6 +673,27 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn one_pushed_tag_serves_every_filter() {
+        // The index parses a pushed tag once and matches it against every
+        // subscription: each filter must see the same answers as alone,
+        // whatever the filters before it made the tag parse.
+        let rows = rows();
+        let mut tags: Vec<&str> = rows.iter().map(|r| r.2).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        for tag in tags {
+            let shared = PushedTag::new(tag);
+            for (case, filter, ..) in rows.iter().rev() {
+                assert_eq!(
+                    filter.accepts_pushed(&shared),
+                    filter.accepts(tag),
+                    "{case}: {tag:?}"
+                );
+            }
+        }
     }
 
     #[test]
