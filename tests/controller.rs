@@ -43,6 +43,11 @@ fn paths(status: &ConfigStatus) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Whether the first receiver in a status has `path`.
+fn first_path_is(path: &str) -> impl Fn(&ConfigStatus) -> bool + '_ {
+    move |s| s.webhook_receivers.first().is_some_and(|d| d.path == path)
+}
+
 fn ready_message(status: &ConfigStatus) -> String {
     condition(status, "Ready")
         .map(|c| format!("{} {} {}", c.status, c.reason, c.message))
@@ -59,21 +64,20 @@ async fn wait_ready(running: &Running) {
 }
 
 async fn wait_index_has(running: &Running, path: &str) -> Duration {
-    let index = running.shared.index.clone();
-    wait_until(WAIT, &format!("{path} in the index"), || {
-        let index = index.clone();
-        let path = path.to_owned();
-        async move { index.snapshot().receiver(&path).is_some() }
-    })
-    .await
+    wait_index(running, path, true, &format!("{path} in the index")).await
 }
 
 async fn wait_index_lacks(running: &Running, path: &str) -> Duration {
+    wait_index(running, path, false, &format!("{path} gone from the index")).await
+}
+
+/// Waits until `path` is in the index (`present`) or not; returns the time it took.
+async fn wait_index(running: &Running, path: &str, present: bool, what: &str) -> Duration {
     let index = running.shared.index.clone();
-    wait_until(WAIT, &format!("{path} gone from the index"), || {
+    wait_until(WAIT, what, || {
         let index = index.clone();
         let path = path.to_owned();
-        async move { index.snapshot().receiver(&path).is_none() }
+        async move { index.snapshot().receiver(&path).is_some() == present }
     })
     .await
 }
@@ -85,6 +89,45 @@ async fn wait_leader(running: &Running) {
         async move { m.leader.get() == 1 }
     })
     .await;
+}
+
+/// Starts the app with the default arguments; waits until it is ready and leads.
+async fn start_leading_app(env: &Env) -> Running {
+    let running = env.start_app(&[]).await;
+    wait_ready(&running).await;
+    wait_leader(&running).await;
+    running
+}
+
+/// The usual project `ns`: the namespace, the Secret [`SECRET`] holding
+/// [`TOKEN`] and the ProjectConfig with the receiver [`RECEIVER`] using it.
+async fn create_project(env: &Env, ns: &str) {
+    env.create_harbor_project(ns, RECEIVER, SECRET, TOKEN).await;
+}
+
+/// The ProjectConfig of `ns` with the receiver [`RECEIVER`] using [`SECRET`]
+/// (the Secret itself left to the test).
+async fn apply_receiver(env: &Env, ns: &str) {
+    apply_project_config(&env.client, ns, vec![harbor_receiver(RECEIVER, SECRET)]).await;
+}
+
+/// A fault: 500 on the next two GETs of a Secret.
+fn two_500s_on_secret_gets() -> Fault {
+    Fault::new(500)
+        .path_contains("/secrets/")
+        .method(http::Method::GET)
+        .times(2)
+}
+
+/// The requests that list or watch Secrets.
+fn secret_lists_and_watches(requests: Vec<RequestRecord>) -> Vec<RequestRecord> {
+    requests
+        .into_iter()
+        .filter(|r| {
+            r.resource.as_deref() == Some("secrets")
+                && matches!(r.verb.as_deref(), Some("list") | Some("watch"))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -114,18 +157,11 @@ async fn harness_smoke() {
 #[tokio::test]
 async fn secret_and_project_config_give_the_design_vector_url() {
     let env = Env::start().await;
-    let running = env.start_app(&[]).await;
-    wait_ready(&running).await;
-    wait_leader(&running).await;
+    let running = start_leading_app(&env).await;
     create_namespace(&env.client, PROJECT).await;
     let start = Instant::now();
     put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    apply_receiver(&env, PROJECT).await;
     let (status, _) = wait_status(&env, PROJECT, "Ready=True with the URL", |s| {
         is_ready(s) && !s.webhook_receivers.is_empty()
     })
@@ -170,12 +206,7 @@ async fn missing_secret_then_created_then_key_removed() {
     let env = Env::start().await;
     let running = env.start_app(&[]).await;
     create_namespace(&env.client, PROJECT).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    apply_receiver(&env, PROJECT).await;
     let (status, _) = wait_status(&env, PROJECT, "Ready=False", |s| {
         condition(s, "Ready").is_some_and(|c| c.status == "False")
     })
@@ -231,14 +262,7 @@ async fn missing_secret_then_created_then_key_removed() {
 async fn rotating_the_secret_moves_the_path() {
     let env = Env::start().await;
     let running = env.start_app(&[]).await;
-    create_namespace(&env.client, PROJECT).await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
     wait_status(&env, PROJECT, "first URL", is_ready).await;
     wait_index_has(&running, VECTOR_PATH).await;
 
@@ -248,12 +272,8 @@ async fn rotating_the_secret_moves_the_path() {
         env.emulator.clear_requests();
         let start = Instant::now();
         put_auth_secret(&env.client, PROJECT, SECRET, &token).await;
-        let (status, took) = wait_status(&env, PROJECT, "rotated path", |s| {
-            s.webhook_receivers
-                .first()
-                .is_some_and(|d| d.path == new_path)
-        })
-        .await;
+        let (status, took) =
+            wait_status(&env, PROJECT, "rotated path", first_path_is(&new_path)).await;
         println!(
             "rotation {round}: Secret update → new status path: {:?} (poll {took:?})",
             start.elapsed()
@@ -304,22 +324,8 @@ async fn rotating_the_secret_moves_the_path() {
 async fn deleting_the_project_config_empties_its_paths() {
     let env = Env::start().await;
     let running = env.start_app(&[]).await;
-    create_namespace(&env.client, PROJECT).await;
-    create_namespace(&env.client, "other").await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    put_auth_secret(&env.client, "other", SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
-    apply_project_config(
-        &env.client,
-        "other",
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
+    create_project(&env, "other").await;
     let other_path = expected_path("other", RECEIVER, TOKEN);
     wait_index_has(&running, VECTOR_PATH).await;
     wait_index_has(&running, &other_path).await;
@@ -450,38 +456,19 @@ async fn get_mode_rereads_secrets_periodically() {
     let running = env
         .start_app(&["--secret-access", "get", "--secret-resync", "1s"])
         .await;
-    create_namespace(&env.client, PROJECT).await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
     wait_status(&env, PROJECT, "URL", is_ready).await;
     wait_index_has(&running, VECTOR_PATH).await;
     let start = Instant::now();
     put_auth_secret(&env.client, PROJECT, SECRET, "get-mode-rotated").await;
     let new_path = expected_path(PROJECT, RECEIVER, "get-mode-rotated");
     wait_index_has(&running, &new_path).await;
-    wait_status(&env, PROJECT, "rotated", |s| {
-        s.webhook_receivers
-            .first()
-            .is_some_and(|d| d.path == new_path)
-    })
-    .await;
+    wait_status(&env, PROJECT, "rotated", first_path_is(&new_path)).await;
     let took = start.elapsed();
     println!("get mode (--secret-resync 1s): rotation picked up after {took:?}");
     assert!(took < Duration::from_secs(3), "{took:?}");
     // No list or watch of Secrets at all in this mode.
-    let forbidden: Vec<_> = env
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.resource.as_deref() == Some("secrets")
-                && matches!(r.verb.as_deref(), Some("list") | Some("watch"))
-        })
-        .collect();
+    let forbidden = secret_lists_and_watches(env.requests());
     assert!(forbidden.is_empty(), "{forbidden:?}");
     running.shutdown().await.unwrap();
 }
@@ -498,9 +485,7 @@ async fn watch_limited_to_namespaces() {
         ])
         .await;
     for ns in [PROJECT, "kargo-sys", "unwatched"] {
-        create_namespace(&env.client, ns).await;
-        put_auth_secret(&env.client, ns, SECRET, TOKEN).await;
-        apply_project_config(&env.client, ns, vec![harbor_receiver(RECEIVER, SECRET)]).await;
+        create_project(&env, ns).await;
     }
     for ns in [PROJECT, "kargo-sys", "unwatched"] {
         wait_index_has(&running, &expected_path(ns, RECEIVER, TOKEN)).await;
@@ -510,13 +495,8 @@ async fn watch_limited_to_namespaces() {
     put_auth_secret(&env.client, "unwatched", SECRET, "r1").await;
     wait_index_has(&running, &expected_path(PROJECT, RECEIVER, "r1")).await;
     wait_index_has(&running, &expected_path("unwatched", RECEIVER, "r1")).await;
-    let secret_watches: Vec<Option<String>> = env
-        .requests()
+    let secret_watches: Vec<Option<String>> = secret_lists_and_watches(env.requests())
         .into_iter()
-        .filter(|r| {
-            r.resource.as_deref() == Some("secrets")
-                && matches!(r.verb.as_deref(), Some("list") | Some("watch"))
-        })
         .map(|r| r.namespace)
         .collect();
     assert!(!secret_watches.is_empty());
@@ -532,14 +512,7 @@ async fn watch_limited_to_namespaces() {
 #[tokio::test]
 async fn readiness_waits_for_the_initial_index() {
     let env = Env::start().await;
-    create_namespace(&env.client, PROJECT).await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
     apply_warehouse(
         &env.client,
         PROJECT,
@@ -567,14 +540,7 @@ async fn writes_during(env: &Env, quiet: Duration) -> usize {
 #[tokio::test]
 async fn two_replicas_one_writer_and_handover() {
     let env = Env::start().await;
-    create_namespace(&env.client, PROJECT).await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
     let a = env.start_app(&["--identity", "replica-a"]).await;
     let b = env.start_app(&["--identity", "replica-b"]).await;
     wait_ready(&a).await;
@@ -606,10 +572,7 @@ async fn two_replicas_one_writer_and_handover() {
     env.emulator.clear_requests();
     put_auth_secret(&env.client, PROJECT, SECRET, "two-replicas").await;
     let p = expected_path(PROJECT, RECEIVER, "two-replicas");
-    wait_status(&env, PROJECT, "rotated", |s| {
-        s.webhook_receivers.first().is_some_and(|d| d.path == p)
-    })
-    .await;
+    wait_status(&env, PROJECT, "rotated", first_path_is(&p)).await;
     wait_index_has(&a, &p).await;
     wait_index_has(&b, &p).await;
     assert_eq!(paths_of(&a), paths_of(&b));
@@ -626,14 +589,7 @@ async fn two_replicas_one_writer_and_handover() {
     let start = Instant::now();
     wait_leader(&follower).await;
     println!("handover after graceful shutdown: {:?}", start.elapsed());
-    create_namespace(&env.client, "second").await;
-    put_auth_secret(&env.client, "second", SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        "second",
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, "second").await;
     let (_, took) = wait_status(&env, "second", "status by the new leader", is_ready).await;
     assert!(
         start.elapsed() < Duration::from_secs(2 + 3),
@@ -649,14 +605,7 @@ async fn new_leader_rewrites_stale_status() {
     // A leader that dies without releasing: the other takes over within the
     // lease duration and fixes status written by nobody meanwhile.
     let env = Env::start().await;
-    create_namespace(&env.client, PROJECT).await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
     let a = env.start_app(&["--identity", "a"]).await;
     wait_leader(&a).await;
     wait_status(&env, PROJECT, "status", is_ready).await;
@@ -684,10 +633,7 @@ async fn new_leader_rewrites_stale_status() {
     assert!(stepped_down < Duration::from_secs(2));
     put_auth_secret(&env.client, PROJECT, SECRET, "after-failover").await;
     let p = expected_path(PROJECT, RECEIVER, "after-failover");
-    wait_status(&env, PROJECT, "rotated by new leader", |s| {
-        s.webhook_receivers.first().is_some_and(|d| d.path == p)
-    })
-    .await;
+    wait_status(&env, PROJECT, "rotated by new leader", first_path_is(&p)).await;
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
@@ -695,18 +641,11 @@ async fn new_leader_rewrites_stale_status() {
 #[tokio::test]
 async fn faults_converge() {
     let env = Env::start().await;
-    let running = env.start_app(&[]).await;
-    wait_ready(&running).await;
-    wait_leader(&running).await;
+    let running = start_leading_app(&env).await;
     create_namespace(&env.client, PROJECT).await;
 
     // 500s on Secret reads and on status writes, 409s on status writes.
-    env.emulator.inject(
-        Fault::new(500)
-            .path_contains("/secrets/")
-            .method(http::Method::GET)
-            .times(2),
-    );
+    env.emulator.inject(two_500s_on_secret_gets());
     env.emulator.inject(
         Fault::new(500)
             .path_contains("/status")
@@ -720,12 +659,7 @@ async fn faults_converge() {
             .times(2),
     );
     put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    apply_receiver(&env, PROJECT).await;
     let (status, took) = wait_status(&env, PROJECT, "converged after faults", |s| {
         is_ready(s) && condition(s, "Reconciling").is_none() && !s.webhook_receivers.is_empty()
     })
@@ -759,9 +693,7 @@ async fn faults_converge() {
     delete(&env.project_configs(PROJECT), PROJECT).await;
     wait_index_lacks(&running, &expected_path(PROJECT, RECEIVER, "after-drop")).await;
     env.emulator.compact();
-    create_namespace(&env.client, "late").await;
-    put_auth_secret(&env.client, "late", SECRET, TOKEN).await;
-    apply_project_config(&env.client, "late", vec![harbor_receiver(RECEIVER, SECRET)]).await;
+    create_project(&env, "late").await;
     apply_warehouse(
         &env.client,
         "late",
@@ -839,12 +771,7 @@ async fn events_are_recorded_on_transitions() {
     let running = env.start_app(&[]).await;
     wait_leader(&running).await;
     create_namespace(&env.client, PROJECT).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    apply_receiver(&env, PROJECT).await;
     wait_status(&env, PROJECT, "not ready", |s| !is_ready(s)).await;
     put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
     wait_status(&env, PROJECT, "ready", is_ready).await;
@@ -885,22 +812,11 @@ fn hex_sha256(s: &str) -> String {
 async fn token_never_logged() {
     let env = Env::start().await;
     let running = env.start_app(&[]).await;
-    create_namespace(&env.client, PROJECT).await;
     let token = "very-secret-token-that-must-not-leak-42";
-    put_auth_secret(&env.client, PROJECT, SECRET, token).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    env.create_harbor_project(PROJECT, RECEIVER, SECRET, token)
+        .await;
     wait_status(&env, PROJECT, "ready", is_ready).await;
-    env.emulator.inject(
-        Fault::new(500)
-            .path_contains("/secrets/")
-            .method(http::Method::GET)
-            .times(2),
-    );
+    env.emulator.inject(two_500s_on_secret_gets());
     put_auth_secret(&env.client, PROJECT, SECRET, &format!("{token}-2")).await;
     wait_index_has(
         &running,
@@ -940,14 +856,7 @@ async fn reconciling_an_unchanged_object_makes_no_requests() {
     let env = Env::start().await;
     let running = env.start_app(&[]).await;
     wait_leader(&running).await;
-    create_namespace(&env.client, PROJECT).await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
     wait_status(&env, PROJECT, "ready", is_ready).await;
     // Let the reconcile triggered by our own status write settle.
     let settled = writes_during(&env, Duration::from_millis(500)).await;
@@ -986,14 +895,7 @@ async fn secret_watch_is_metadata_only() {
     let env = Env::start().await;
     let running = env.start_app(&[]).await;
     wait_ready(&running).await;
-    let secret_reads: Vec<RequestRecord> = env
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.resource.as_deref() == Some("secrets")
-                && matches!(r.verb.as_deref(), Some("list") | Some("watch"))
-        })
-        .collect();
+    let secret_reads = secret_lists_and_watches(env.requests());
     assert!(!secret_reads.is_empty());
     for r in &secret_reads {
         let accept = r.accept.clone().unwrap_or_default();
@@ -1012,14 +914,7 @@ async fn secret_watch_is_metadata_only() {
 async fn binary_writes_status_and_releases_the_lease_on_sigterm() {
     use k8s_openapi::api::coordination::v1::Lease;
     let env = Env::start().await;
-    create_namespace(&env.client, PROJECT).await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
     let args = test_args(&["--identity", "binary-replica"]);
     let mut child = tokio::process::Command::new(binary_path())
         .args(&args[1..])
@@ -1073,9 +968,7 @@ async fn binary_writes_status_and_releases_the_lease_on_sigterm() {
 async fn program_requests_carry_its_user_agent_and_the_tests_do_not() {
     let env = Env::start().await;
     create_namespace(&env.client, PROJECT).await;
-    let running = env.start_app(&[]).await;
-    wait_ready(&running).await;
-    wait_leader(&running).await;
+    let running = start_leading_app(&env).await;
     running.shutdown().await.unwrap();
     let requests = env.requests();
     let (ours, theirs): (Vec<_>, Vec<_>) = requests.iter().partition(|r| is_program_request(r));
@@ -1107,14 +1000,7 @@ async fn program_requests_carry_its_user_agent_and_the_tests_do_not() {
 #[tokio::test]
 async fn conditions_of_others_are_kept() {
     let env = Env::start().await;
-    create_namespace(&env.client, PROJECT).await;
-    put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
-    apply_project_config(
-        &env.client,
-        PROJECT,
-        vec![harbor_receiver(RECEIVER, SECRET)],
-    )
-    .await;
+    create_project(&env, PROJECT).await;
     let foreign = json!({"status": {"conditions": [{
         "type": "Healthy", "status": "True", "reason": "SomeoneElse",
         "message": "kept", "lastTransitionTime": "2026-01-01T00:00:00Z"

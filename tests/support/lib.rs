@@ -510,6 +510,24 @@ pub async fn apply_project_config(
     .unwrap_or_else(|e| panic!("applying ProjectConfig {ns}: {e}"))
 }
 
+impl Env {
+    /// Sets up project `ns` the way most tests need it: the namespace, the
+    /// Harbor Secret `secret` (`auth-header` = `token`, see
+    /// [`put_auth_secret`]) and the ProjectConfig with one Harbor receiver
+    /// `receiver` using that Secret (see [`apply_project_config`]).
+    pub async fn create_harbor_project(
+        &self,
+        ns: &str,
+        receiver: &str,
+        secret: &str,
+        token: &str,
+    ) -> ProjectConfig {
+        create_namespace(&self.client, ns).await;
+        put_auth_secret(&self.client, ns, secret, token).await;
+        apply_project_config(&self.client, ns, vec![harbor_receiver(receiver, secret)]).await
+    }
+}
+
 /// Creates or replaces the ClusterConfig `cluster` with `receivers`.
 pub async fn apply_cluster_config(client: &Client, receivers: Vec<Value>) -> ClusterConfig {
     let api: Api<ClusterConfig> = Api::all(client.clone());
