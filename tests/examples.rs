@@ -6,11 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use e2e::*;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use kargo_api::REFRESH_ANNOTATION;
 use kube::Api;
 use serde_json::Value;
@@ -39,29 +36,17 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// POSTs the example payload `file` as Harbor does; (status, body without
+/// its final newline).
 async fn post(url: &str, content_type: &str, token: &str, file: &str) -> (StatusCode, String) {
     let body = std::fs::read(examples().join("harbor").join(file)).expect("example payload");
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(url)
-        .header("content-type", content_type)
-        .header("authorization", token)
-        .header("user-agent", "Go-http-client/1.1")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let response = tokio::time::timeout(DEADLINE, client.request(request))
-        .await
-        .expect("answer in time")
-        .expect("answer");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).trim_end().to_owned())
+    let headers = [
+        ("content-type", content_type),
+        ("authorization", token),
+        ("user-agent", "Go-http-client/1.1"),
+    ];
+    let answer = send(&http_client(), Method::POST, url, &headers, body).await;
+    (answer.status, answer.body.trim_end().to_owned())
 }
 
 async fn refresh_of(api: &Api<kargo_api::Warehouse>, name: &str) -> Option<String> {
@@ -131,15 +116,14 @@ async fn the_examples_work_as_the_readme_says() {
     let url = format!("http://{}{path}", app.listen_addr);
     let warehouses: Api<kargo_api::Warehouse> = Api::namespaced(env.client.clone(), "kargo-demo");
 
+    let refreshed_one = (
+        StatusCode::OK,
+        r#"{"msg":"refreshed 1 warehouse(s)"}"#.to_owned(),
+    );
+
     // push-tag.json: only app-v1 (the comments in 20-warehouses.yaml say why).
     let answer = post(&url, "application/json", AUTH_HEADER, "push-tag.json").await;
-    assert_eq!(
-        answer,
-        (
-            StatusCode::OK,
-            r#"{"msg":"refreshed 1 warehouse(s)"}"#.into()
-        )
-    );
+    assert_eq!(answer, refreshed_one);
     let first = refresh_of(&warehouses, "app-v1")
         .await
         .expect("app-v1 refreshed");
@@ -148,13 +132,7 @@ async fn the_examples_work_as_the_readme_says() {
 
     // push-chart.json: the OCI chart subscription.
     let answer = post(&url, "application/json", AUTH_HEADER, "push-chart.json").await;
-    assert_eq!(
-        answer,
-        (
-            StatusCode::OK,
-            r#"{"msg":"refreshed 1 warehouse(s)"}"#.into()
-        )
-    );
+    assert_eq!(answer, refreshed_one);
     assert!(refresh_of(&warehouses, "my-chart").await.is_some());
     assert_eq!(refresh_of(&warehouses, "app-v2").await, None);
 
@@ -166,13 +144,7 @@ async fn the_examples_work_as_the_readme_says() {
         "cloudevents-push.json",
     )
     .await;
-    assert_eq!(
-        answer,
-        (
-            StatusCode::OK,
-            r#"{"msg":"refreshed 1 warehouse(s)"}"#.into()
-        )
-    );
+    assert_eq!(answer, refreshed_one);
     let second = refresh_of(&warehouses, "app-v1")
         .await
         .expect("app-v1 refreshed");

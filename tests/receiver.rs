@@ -11,9 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use e2e::*;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kargo_harbor_receiver::app::Running;
 use kube::ResourceExt;
@@ -25,52 +24,10 @@ const LONG: Duration = Duration::from_secs(20);
 const TOKEN_1: &str = "e2e-token-one-9f86d081884c7d65";
 const TOKEN_2: &str = "e2e-token-two-4a44dc15364204a8";
 const APP: &str = "harbor.example.com/library/app";
+/// The answer to a push that refreshed one Warehouse.
+const REFRESHED_1: &str = r#"{"msg":"refreshed 1 warehouse(s)"}"#;
 
 // ---------------------------------------------------------------- helpers
-
-type HttpClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
-
-fn http_client() -> HttpClient {
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
-}
-
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-async fn send(
-    client: &HttpClient,
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> Answer {
-    let mut request = Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let request = request.body(Full::new(body.into())).expect("request");
-    let response = tokio::time::timeout(LONG, client.request(request))
-        .await
-        .unwrap_or_else(|_| panic!("no answer from {url} within {LONG:?}"))
-        .unwrap_or_else(|e| panic!("request to {url}: {e}"));
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
 
 /// POST with `Authorization: token` (when given).
 async fn post(client: &HttpClient, url: &str, token: Option<&str>, body: &str) -> Answer {
@@ -149,13 +106,24 @@ struct Layout {
     path_2: String,
 }
 
+impl Layout {
+    /// The URL of p1's receiver.
+    fn url_1(&self) -> String {
+        url(&self.app, &self.path_1)
+    }
+
+    /// POSTs `body` to p1's receiver with p1's token.
+    async fn post_1(&self, body: &str) -> Answer {
+        post(&self.client, &self.url_1(), Some(TOKEN_1), body).await
+    }
+}
+
 async fn layout(extra_warehouses: &[(&str, &str, Value)], args: &[&str]) -> Layout {
     let env = Env::start().await;
     let c = &env.client;
     for (ns, token) in [("p1", TOKEN_1), ("p2", TOKEN_2)] {
-        create_namespace(c, ns).await;
-        put_auth_secret(c, ns, "harbor-secret", token).await;
-        apply_project_config(c, ns, vec![harbor_receiver("recv", "harbor-secret")]).await;
+        env.create_harbor_project(ns, "recv", "harbor-secret", token)
+            .await;
     }
     apply_warehouse(c, "p1", "match", json!([semver_sub(APP, "^1.0.0")])).await;
     apply_warehouse(c, "p1", "miss", json!([semver_sub(APP, "^2.0.0")])).await;
@@ -341,7 +309,7 @@ async fn every_row_of_the_table() {
     assert_eq!(refresh_value(&l.env, "p1", "match").await, None);
     // 200, refreshed.
     let a = post(c, &url(app, &l.path_1), Some(TOKEN_1), &ok).await;
-    assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "push");
+    assert_answer(&a, 200, REFRESHED_1, "push");
     assert!(refresh_value(&l.env, "p1", "match").await.is_some());
 
     // 413 rows need raw connections: see oversize_bodies_are_refused.
@@ -382,14 +350,8 @@ async fn every_row_of_the_table() {
 #[tokio::test]
 async fn a_push_refreshes_only_matching_warehouses_of_its_project() {
     let l = layout(&[], &[]).await;
-    let a = post(
-        &l.client,
-        &url(&l.app, &l.path_1),
-        Some(TOKEN_1),
-        &push_tag("1.2.3"),
-    )
-    .await;
-    assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "push");
+    let a = l.post_1(&push_tag("1.2.3")).await;
+    assert_answer(&a, 200, REFRESHED_1, "push");
     assert!(refresh_value(&l.env, "p1", "match").await.is_some());
     // The 200 promises every refresh is done, so their absence is final.
     assert_eq!(
@@ -415,7 +377,7 @@ async fn a_push_refreshes_only_matching_warehouses_of_its_project() {
         &push_tag("2.0.0"),
     )
     .await;
-    assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "p2 push");
+    assert_answer(&a, 200, REFRESHED_1, "p2 push");
     assert!(refresh_value(&l.env, "p2", "match").await.is_some());
     assert_eq!(refresh_value(&l.env, "p1", "miss").await, None);
 }
@@ -495,12 +457,12 @@ async fn charts_digests_multi_tags_cloudevents_and_host_spellings() {
         ),
     ];
     let l = layout(&extra, &[]).await;
-    let (c, target) = (&l.client, url(&l.app, &l.path_1));
+    let (c, target) = (&l.client, l.url_1());
     let env = &l.env;
 
     // Chart push → the oci:// chart subscription whose constraint accepts it.
     let a = post(c, &target, Some(TOKEN_1), &sample("push-chart.json")).await;
-    assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "chart");
+    assert_answer(&a, 200, REFRESHED_1, "chart");
     assert!(refresh_value(env, "p1", "chart").await.is_some());
     assert_eq!(refresh_value(env, "p1", "chart-v2").await, None);
 
@@ -511,7 +473,7 @@ async fn charts_digests_multi_tags_cloudevents_and_host_spellings() {
     assert_eq!(refresh_value(env, "p1", "match").await, None);
     // The followed tag moves → the Digest subscription refreshes.
     let a = post(c, &target, Some(TOKEN_1), &push_tag("latest")).await;
-    assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "latest");
+    assert_answer(&a, 200, REFRESHED_1, "latest");
     assert!(refresh_value(env, "p1", "digest").await.is_some());
     assert_eq!(refresh_value(env, "p1", "match").await, None);
 
@@ -523,7 +485,7 @@ async fn charts_digests_multi_tags_cloudevents_and_host_spellings() {
         &push(&[("harbor.example.com:8443/library/app:1.0.0", "1.0.0")]),
     )
     .await;
-    assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "port");
+    assert_answer(&a, 200, REFRESHED_1, "port");
     assert!(refresh_value(env, "p1", "ported").await.is_some());
     assert_eq!(
         refresh_value(env, "p1", "match").await,
@@ -555,22 +517,16 @@ async fn charts_digests_multi_tags_cloudevents_and_host_spellings() {
         sample("cloudevents-push.json"),
     )
     .await;
-    assert_answer(
-        &a,
-        200,
-        r#"{"msg":"refreshed 1 warehouse(s)"}"#,
-        "cloudevents",
-    );
+    assert_answer(&a, 200, REFRESHED_1, "cloudevents");
     assert!(refresh_value(env, "p1", "match").await.is_some());
 }
 
 #[tokio::test]
 async fn two_pushes_in_one_second_are_two_refreshes() {
     let l = layout(&[], &[]).await;
-    let target = url(&l.app, &l.path_1);
     let mut values = Vec::new();
     for _ in 0..2 {
-        let a = post(&l.client, &target, Some(TOKEN_1), &push_tag("1.2.3")).await;
+        let a = l.post_1(&push_tag("1.2.3")).await;
         assert_eq!(a.status, 200, "{a:?}");
         values.push(
             refresh_value(&l.env, "p1", "match")
@@ -627,7 +583,7 @@ fn the_test_timestamp_parser_agrees_with_system_time() {
 #[tokio::test]
 async fn fifty_concurrent_pushes_for_one_warehouse() {
     let l = layout(&[], &[]).await;
-    let target = Arc::new(url(&l.app, &l.path_1));
+    let target = Arc::new(l.url_1());
     l.env.emulator.clear_requests();
     let body = Arc::new(push_tag("1.2.3"));
     let mut tasks = Vec::new();
@@ -639,15 +595,10 @@ async fn fifty_concurrent_pushes_for_one_warehouse() {
     }
     let before_last = SystemTime::now();
     let last = post(&l.client, &target, Some(TOKEN_1), &body).await;
-    assert_answer(&last, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "last");
+    assert_answer(&last, 200, REFRESHED_1, "last");
     for t in tasks {
         let a = t.await.unwrap();
-        assert_answer(
-            &a,
-            200,
-            r#"{"msg":"refreshed 1 warehouse(s)"}"#,
-            "concurrent",
-        );
+        assert_answer(&a, 200, REFRESHED_1, "concurrent");
     }
     let value = refresh_value(&l.env, "p1", "match")
         .await
@@ -673,7 +624,6 @@ async fn fifty_concurrent_pushes_for_one_warehouse() {
 #[tokio::test]
 async fn a_failed_patch_answers_500_and_a_retry_succeeds() {
     let l = layout(&[], &[]).await;
-    let target = url(&l.app, &l.path_1);
     // Every PATCH of that Warehouse fails until the fault is cleared (the
     // client may retry some errors by itself).
     l.env.emulator.inject(
@@ -682,7 +632,7 @@ async fn a_failed_patch_answers_500_and_a_retry_succeeds() {
             .path_contains("/warehouses/match")
             .times(1000),
     );
-    let a = post(&l.client, &target, Some(TOKEN_1), &push_tag("1.2.3")).await;
+    let a = l.post_1(&push_tag("1.2.3")).await;
     assert_answer(
         &a,
         500,
@@ -691,8 +641,8 @@ async fn a_failed_patch_answers_500_and_a_retry_succeeds() {
     );
     assert_eq!(refresh_value(&l.env, "p1", "match").await, None);
     l.env.emulator.clear_faults();
-    let a = post(&l.client, &target, Some(TOKEN_1), &push_tag("1.2.3")).await;
-    assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "retry");
+    let a = l.post_1(&push_tag("1.2.3")).await;
+    assert_answer(&a, 200, REFRESHED_1, "retry");
     assert!(refresh_value(&l.env, "p1", "match").await.is_some());
 }
 
@@ -706,14 +656,8 @@ async fn a_warehouse_deleted_before_its_refresh_counts_as_done() {
             .path_contains("/warehouses/match")
             .times(1),
     );
-    let a = post(
-        &l.client,
-        &url(&l.app, &l.path_1),
-        Some(TOKEN_1),
-        &push_tag("1.2.3"),
-    )
-    .await;
-    assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "gone");
+    let a = l.post_1(&push_tag("1.2.3")).await;
+    assert_answer(&a, 200, REFRESHED_1, "gone");
 }
 
 #[tokio::test]
@@ -756,19 +700,8 @@ async fn oversize_bodies_are_refused() {
     // Exactly at the limit is fine (and then just not a Harbor event).
     let mut body = push_tag("1.2.3").into_bytes();
     body.resize(2 << 20, b' ');
-    let a = post(
-        &l.client,
-        &url(&l.app, &l.path_1),
-        Some(TOKEN_1),
-        std::str::from_utf8(&body).unwrap(),
-    )
-    .await;
-    assert_answer(
-        &a,
-        200,
-        r#"{"msg":"refreshed 1 warehouse(s)"}"#,
-        "2 MiB exactly",
-    );
+    let a = l.post_1(std::str::from_utf8(&body).unwrap()).await;
+    assert_answer(&a, 200, REFRESHED_1, "2 MiB exactly");
     // The server still answers.
     let h = send(&l.client, Method::GET, &url(&l.app, "/healthz"), &[], "").await;
     assert_eq!(h.status, 200);
@@ -811,20 +744,14 @@ async fn a_client_sending_headers_byte_by_byte_is_cut_off() {
         "the whole head was sent"
     );
     // Others are still served.
-    let a = post(
-        &l.client,
-        &url(&l.app, &l.path_1),
-        Some(TOKEN_1),
-        &push_tag("1.0.0"),
-    )
-    .await;
+    let a = l.post_1(&push_tag("1.0.0")).await;
     assert_eq!(a.status, 200);
 }
 
 #[tokio::test]
 async fn bad_tokens_do_not_starve_good_requests() {
     let l = layout(&[], &[]).await;
-    let target = Arc::new(url(&l.app, &l.path_1));
+    let target = Arc::new(l.url_1());
     let body = Arc::new(push_tag("1.2.3"));
     let bad = futures::stream::iter(0..1000)
         .map(|i| {
@@ -841,7 +768,7 @@ async fn bad_tokens_do_not_starve_good_requests() {
         let mut values = Vec::new();
         for _ in 0..10 {
             let a = post(&l.client, &target, Some(TOKEN_1), &body).await;
-            assert_answer(&a, 200, r#"{"msg":"refreshed 1 warehouse(s)"}"#, "good");
+            assert_answer(&a, 200, REFRESHED_1, "good");
             values.push(
                 refresh_value(&l.env, "p1", "match")
                     .await
@@ -1111,11 +1038,15 @@ impl Drop for Binary {
 
 async fn binary_layout() -> (Env, String) {
     let env = Env::start().await;
-    let c = &env.client;
-    create_namespace(c, "p1").await;
-    put_auth_secret(c, "p1", "harbor-secret", TOKEN_1).await;
-    apply_project_config(c, "p1", vec![harbor_receiver("recv", "harbor-secret")]).await;
-    apply_warehouse(c, "p1", "match", json!([semver_sub(APP, "^1.0.0")])).await;
+    env.create_harbor_project("p1", "recv", "harbor-secret", TOKEN_1)
+        .await;
+    apply_warehouse(
+        &env.client,
+        "p1",
+        "match",
+        json!([semver_sub(APP, "^1.0.0")]),
+    )
+    .await;
     (env, expected_path("p1", "recv", TOKEN_1))
 }
 

@@ -24,6 +24,9 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 
 pub use kube_emulator::{Emulator, EmulatorOptions, Fault, Handle, RequestRecord};
+pub use webhook::{http_client, send, Answer, HttpClient, ANSWER_DEADLINE};
+
+mod webhook;
 
 /// The base URL every test configuration uses.
 pub const BASE_URL: &str = "https://webhooks.example.com";
