@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,7 +38,18 @@ async fn req(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Resp {
-    let stream = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    req_at(h.addr(), method, path, headers, body).await
+}
+
+/// [`req`] to the emulator at `addr` (for a task that cannot borrow the handle).
+async fn req_at(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Resp {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -73,7 +85,12 @@ async fn req(
     }
 }
 
+async fn get(h: &Handle, path: &str, headers: &[(&str, &str)]) -> Resp {
+    req(h, "GET", path, headers, "").await
+}
+
 const JSON: (&str, &str) = ("content-type", "application/json");
+const MERGE_PATCH: (&str, &str) = ("content-type", "application/merge-patch+json");
 
 async fn create_ns(h: &Handle, name: &str) {
     let r = req(
@@ -105,7 +122,7 @@ async fn discovery_documents() {
     let h = common::start().await;
     let agg =
         "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
-    let r = req(&h, "GET", "/apis", &[("accept", agg)], "").await;
+    let r = get(&h, "/apis", &[("accept", agg)]).await;
     assert_eq!(r.content_type, kube_emulator::discovery::AGGREGATED_V2);
     let v = r.json();
     assert_eq!(v["kind"], "APIGroupDiscoveryList");
@@ -123,9 +140,9 @@ async fn discovery_documents() {
         .unwrap();
     assert_eq!(pcs["scope"], "Namespaced");
     assert_eq!(pcs["subresources"][0]["subresource"], "status");
-    let r = req(&h, "GET", "/apis", &[], "").await;
+    let r = get(&h, "/apis", &[]).await;
     assert_eq!(r.json()["kind"], "APIGroupList");
-    let r = req(&h, "GET", "/api/v1", &[], "").await;
+    let r = get(&h, "/api/v1", &[]).await;
     let names: Vec<String> = r.json()["resources"]
         .as_array()
         .unwrap()
@@ -141,14 +158,12 @@ async fn discovery_documents() {
     ] {
         assert!(names.contains(&n.to_string()), "{n} in {names:?}");
     }
-    let r = req(&h, "GET", "/apis/coordination.k8s.io/v1", &[], "").await;
+    let r = get(&h, "/apis/coordination.k8s.io/v1", &[]).await;
     assert_eq!(r.json()["resources"][0]["name"], "leases");
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         "/openapi/v2",
         &[("accept", kube_emulator::discovery::OPENAPI_V2_PROTO)],
-        "",
     )
     .await;
     assert_eq!(
@@ -156,9 +171,9 @@ async fn discovery_documents() {
         (200, kube_emulator::discovery::OPENAPI_V2_PROTO)
     );
     assert_eq!(&r.body[..5], b"\x0a\x032.0");
-    let r = req(&h, "GET", "/version", &[], "").await;
+    let r = get(&h, "/version", &[]).await;
     assert_eq!(r.json()["minor"], "32");
-    let r = req(&h, "GET", "/apis/nope/v1/things", &[], "").await;
+    let r = get(&h, "/apis/nope/v1/things", &[]).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["kind"], "Status");
 }
@@ -180,7 +195,7 @@ async fn watch_semantics() {
 
     // Events strictly after the given resourceVersion, then bookmarks, until timeoutSeconds.
     let path = format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv_a}&allowWatchBookmarks=true&timeoutSeconds=1");
-    let r = req(&h, "GET", &path, &[], "").await;
+    let r = get(&h, &path, &[]).await;
     let evs = r.lines();
     assert_eq!(evs[0]["type"], "ADDED");
     assert_eq!(evs[0]["object"]["metadata"]["name"], "b");
@@ -193,29 +208,13 @@ async fn watch_semantics() {
         h.resource_version()
     );
     let addr = h.addr();
-    let handle = tokio::spawn(async move {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let r = send
-            .send_request(
-                http::Request::get(path)
-                    .header("host", "x")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        r.into_body().collect().await.unwrap().to_bytes()
-    });
+    let handle = tokio::spawn(async move { req_at(addr, "GET", &path, &[], "").await });
     // No wait needed: the watch starts from an explicit resourceVersion, so later events are replayed.
     let r = req(
         &h,
         "PATCH",
         "/api/v1/namespaces/default/configmaps/a",
-        &[("content-type", "application/merge-patch+json")],
+        &[MERGE_PATCH],
         r#"{"metadata":{"labels":{"app":"z"}}}"#,
     )
     .await;
@@ -224,17 +223,12 @@ async fn watch_semantics() {
         &h,
         "PATCH",
         "/api/v1/namespaces/default/configmaps/b",
-        &[("content-type", "application/merge-patch+json")],
+        &[MERGE_PATCH],
         r#"{"metadata":{"labels":{"app":"x"}}}"#,
     )
     .await;
     assert_eq!(r.status, 200);
-    let body = handle.await.unwrap();
-    let evs: Vec<Value> = body
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let evs = handle.await.unwrap().lines();
     let seen: Vec<(String, String)> = evs
         .iter()
         .map(|e| {
@@ -250,7 +244,7 @@ async fn watch_semantics() {
     );
 
     // Streaming list.
-    let r = req(&h, "GET", "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1", &[], "").await;
+    let r = get(&h, "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1", &[]).await;
     let evs = r.lines();
     assert_eq!(evs.iter().filter(|e| e["type"] == "ADDED").count(), 2);
     assert_eq!(evs[2]["type"], "BOOKMARK");
@@ -260,15 +254,13 @@ async fn watch_semantics() {
     );
 
     // Metadata-only watch.
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1",
         &[(
             "accept",
             "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
         )],
-        "",
     )
     .await;
     let evs = r.lines();
@@ -276,15 +268,13 @@ async fn watch_semantics() {
     assert!(evs[0]["object"].get("data").is_none());
 
     // Table watch (kubectl get -w).
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1",
         &[(
             "accept",
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
         )],
-        "",
     )
     .await;
     let evs = r.lines();
@@ -293,12 +283,10 @@ async fn watch_semantics() {
 
     // 410 after compaction, as an ERROR event in a 200 stream.
     h.compact();
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv_a}"),
         &[],
-        "",
     )
     .await;
     assert_eq!(r.status, 200);
@@ -322,12 +310,10 @@ async fn history_retention_expires_old_versions() {
         create_cm(&h, &format!("c{i}"), json!({})).await;
     }
     let rv = first["metadata"]["resourceVersion"].as_str().unwrap();
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"),
         &[],
-        "",
     )
     .await;
     assert_eq!(r.lines()[0]["object"]["code"], 410);
@@ -355,69 +341,52 @@ async fn lists_tables_and_metadata() {
     let v = r.json();
     assert_eq!(v["kind"], "ConfigMapList");
     assert_eq!(v["items"].as_array().unwrap().len(), 2);
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         "/api/v1/configmaps?fieldSelector=metadata.name%3Dcm3",
         &[],
-        "",
     )
     .await;
     assert_eq!(r.json()["items"][0]["metadata"]["name"], "cm3");
-    let r = req(
-        &h,
-        "GET",
-        "/api/v1/namespaces/default/configmaps?limit=2",
-        &[],
-        "",
-    )
-    .await;
+    let r = get(&h, "/api/v1/namespaces/default/configmaps?limit=2", &[]).await;
     let v = r.json();
     assert_eq!(v["items"].as_array().unwrap().len(), 2);
     let cont = v["metadata"]["continue"].as_str().unwrap().to_string();
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={cont}"),
         &[],
-        "",
     )
     .await;
     assert_eq!(r.json()["items"].as_array().unwrap().len(), 3);
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         "/api/v1/namespaces/default/configmaps",
         &[(
             "accept",
             "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
         )],
-        "",
     )
     .await;
     let v = r.json();
     assert_eq!(v["kind"], "PartialObjectMetadataList");
     assert!(v["items"][0].get("data").is_none());
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         "/api/v1/namespaces/default/configmaps",
         &[(
             "accept",
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
         )],
-        "",
     )
     .await;
     let v = r.json();
     assert_eq!(v["kind"], "Table");
     assert_eq!(v["rows"].as_array().unwrap().len(), 5);
-    let r = req(
+    let r = get(
         &h,
-        "GET",
         "/api/v1/namespaces/default/configmaps?labelSelector=in+in",
         &[],
-        "",
     )
     .await;
     assert_eq!(r.status, 400);
@@ -428,7 +397,7 @@ async fn writes_and_errors() {
     let h = common::start().await;
     create_ns(&h, "p").await;
     // Namespaces have a status subresource: PUT of the main resource keeps status.
-    let ns = req(&h, "GET", "/api/v1/namespaces/p", &[], "").await.json();
+    let ns = get(&h, "/api/v1/namespaces/p", &[]).await.json();
     let mut changed = ns.clone();
     changed["status"] = json!({"phase": "Terminating"});
     changed["metadata"]["labels"] = json!({"a": "b"});
@@ -510,21 +479,15 @@ async fn writes_and_errors() {
     assert_eq!(r.json()["data"], json!({"a": "1", "b": "2"}));
 
     // dryRun=All: validated and answered, never stored.
-    let before = req(
-        &h,
-        "GET",
-        "/api/v1/namespaces/p/configmaps/applied",
-        &[],
-        "",
-    )
-    .await
-    .json();
+    let before = get(&h, "/api/v1/namespaces/p/configmaps/applied", &[])
+        .await
+        .json();
     let rv_before = h.resource_version();
     let r = req(
         &h,
         "PATCH",
         "/api/v1/namespaces/p/configmaps/applied?dryRun=All",
-        &[("content-type", "application/merge-patch+json")],
+        &[MERGE_PATCH],
         r#"{"data":{"dry":"run"}}"#,
     )
     .await;
@@ -543,21 +506,15 @@ async fn writes_and_errors() {
     .await;
     assert_eq!(r.status, 201);
     assert_eq!(
-        req(&h, "GET", "/api/v1/namespaces/p/configmaps/dry", &[], "")
+        get(&h, "/api/v1/namespaces/p/configmaps/dry", &[])
             .await
             .status,
         404
     );
     assert_eq!(
-        req(
-            &h,
-            "GET",
-            "/api/v1/namespaces/p/configmaps/applied",
-            &[],
-            ""
-        )
-        .await
-        .json(),
+        get(&h, "/api/v1/namespaces/p/configmaps/applied", &[])
+            .await
+            .json(),
         before
     );
     assert_eq!(h.resource_version(), rv_before);
@@ -620,14 +577,7 @@ async fn writes_and_errors() {
     .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["status"], "Success");
-    let r = req(
-        &h,
-        "GET",
-        "/api/v1/namespaces/p/configmaps/applied",
-        &[],
-        "",
-    )
-    .await;
+    let r = get(&h, "/api/v1/namespaces/p/configmaps/applied", &[]).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "configmaps \"applied\" not found");
 }
@@ -637,12 +587,12 @@ async fn admin_endpoints() {
     let h = common::start().await;
     let r = req(&h, "POST", "/_emulator/faults", &[JSON], r#"{"method":"GET","path":"/api/v1/namespaces/default","code":503,"retryAfter":2,"count":1}"#).await;
     assert_eq!(r.status, 201);
-    let r = req(&h, "GET", "/api/v1/namespaces/default", &[], "").await;
+    let r = get(&h, "/api/v1/namespaces/default", &[]).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["details"]["retryAfterSeconds"], 2);
-    let r = req(&h, "GET", "/api/v1/namespaces/default", &[], "").await;
+    let r = get(&h, "/api/v1/namespaces/default", &[]).await;
     assert_eq!(r.status, 200);
-    let log = req(&h, "GET", "/_emulator/requests", &[], "").await.json();
+    let log = get(&h, "/_emulator/requests", &[]).await.json();
     assert!(log
         .as_array()
         .unwrap()

@@ -11,13 +11,17 @@ use common::{client, kargo, start, wait_for};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
+};
 use kube::runtime::controller::{Action, Controller};
 #[allow(deprecated)]
 use kube::runtime::metadata_watcher;
+use kube::runtime::reflector::Store;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
-use kube_emulator::Fault;
+use kube_emulator::{Fault, Handle};
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 async fn namespace(c: &kube::Client, name: &str) {
     let api: Api<Namespace> = Api::all(c.clone());
@@ -43,6 +47,43 @@ fn warehouse(name: &str, repo: &str) -> DynamicObject {
         "spec": {"subscriptions": [{"image": {"repoURL": repo, "constraint": "^1.0.0"}}]}
     }))
     .unwrap()
+}
+
+/// A fresh emulator with the namespace `kargo-demo` and a dynamic API for
+/// Kargo's `kind` in that namespace. Keep `h` bound (`h: _h`) for as long as
+/// the test runs: dropping the handle stops the emulator.
+struct Demo {
+    h: Handle,
+    ar: ApiResource,
+    api: Api<DynamicObject>,
+}
+
+async fn demo(kind: &str, plural: &str) -> Demo {
+    let h = start().await;
+    let c = client(&h).await;
+    namespace(&c, "kargo-demo").await;
+    let ar = kargo(kind, plural);
+    let api = Api::namespaced_with(c, "kargo-demo", &ar);
+    Demo { h, ar, api }
+}
+
+/// A reflector over `api` running in a task: its store, once ready, and the task.
+async fn spawn_reflector(
+    api: &Api<DynamicObject>,
+    ar: &ApiResource,
+    config: watcher::Config,
+) -> (Store<DynamicObject>, JoinHandle<()>) {
+    let writer = reflector::store::Writer::new(ar.clone());
+    let reader = writer.as_reader();
+    let stream = reflector(writer, watcher(api.clone(), config))
+        .default_backoff()
+        .applied_objects();
+    let task = tokio::spawn(async move {
+        let mut s = std::pin::pin!(stream);
+        while s.try_next().await.is_ok() {}
+    });
+    reader.wait_until_ready().await.unwrap();
+    (reader, task)
 }
 
 fn api_error(e: kube::Error) -> kube::core::Status {
@@ -83,21 +124,8 @@ async fn try_default_and_discovery() {
 
 #[tokio::test]
 async fn reflector_sees_create_update_delete() {
-    let h = start().await;
-    let c = client(&h).await;
-    namespace(&c, "kargo-demo").await;
-    let ar = kargo("Warehouse", "warehouses");
-    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "kargo-demo", &ar);
-    let writer = reflector::store::Writer::new(ar.clone());
-    let reader = writer.as_reader();
-    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default()))
-        .default_backoff()
-        .applied_objects();
-    let task = tokio::spawn(async move {
-        let mut s = std::pin::pin!(stream);
-        while s.try_next().await.is_ok() {}
-    });
-    reader.wait_until_ready().await.unwrap();
+    let Demo { h: _h, ar, api, .. } = demo("Warehouse", "warehouses").await;
+    let (reader, task) = spawn_reflector(&api, &ar, watcher::Config::default()).await;
 
     api.create(&PostParams::default(), &warehouse("w1", "ghcr.io/acme/app"))
         .await
@@ -142,11 +170,7 @@ async fn reflector_sees_create_update_delete() {
 
 #[tokio::test]
 async fn controller_reconciles_after_status_patches() {
-    let h = start().await;
-    let c = client(&h).await;
-    namespace(&c, "kargo-demo").await;
-    let ar = kargo("ProjectConfig", "projectconfigs");
-    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "kargo-demo", &ar);
+    let Demo { h, ar, api, .. } = demo("ProjectConfig", "projectconfigs").await;
     let pc: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "ProjectConfig",
         "metadata": {"name": "kargo-demo", "namespace": "kargo-demo"},
@@ -234,11 +258,7 @@ async fn controller_reconciles_after_status_patches() {
 
 #[tokio::test]
 async fn watcher_resumes_after_drop_and_relists_after_compact() {
-    let h = start().await;
-    let c = client(&h).await;
-    namespace(&c, "kargo-demo").await;
-    let ar = kargo("Warehouse", "warehouses");
-    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "kargo-demo", &ar);
+    let Demo { h, api, .. } = demo("Warehouse", "warehouses").await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let inits = Arc::new(AtomicUsize::new(0));
     let (s2, i2) = (seen.clone(), inits.clone());
@@ -306,30 +326,15 @@ async fn watcher_resumes_after_drop_and_relists_after_compact() {
 
 #[tokio::test]
 async fn streaming_list_watcher() {
-    let h = start().await;
-    let c = client(&h).await;
-    namespace(&c, "kargo-demo").await;
-    let ar = kargo("Warehouse", "warehouses");
-    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "kargo-demo", &ar);
+    let Demo { h, ar, api, .. } = demo("Warehouse", "warehouses").await;
     api.create(
         &PostParams::default(),
         &warehouse("pre", "ghcr.io/acme/pre"),
     )
     .await
     .unwrap();
-    let writer = reflector::store::Writer::new(ar.clone());
-    let reader = writer.as_reader();
-    let stream = reflector(
-        writer,
-        watcher(api.clone(), watcher::Config::default().streaming_lists()),
-    )
-    .default_backoff()
-    .applied_objects();
-    let task = tokio::spawn(async move {
-        let mut s = std::pin::pin!(stream);
-        while s.try_next().await.is_ok() {}
-    });
-    reader.wait_until_ready().await.unwrap();
+    let (reader, task) =
+        spawn_reflector(&api, &ar, watcher::Config::default().streaming_lists()).await;
     assert_eq!(reader.state().len(), 1);
     api.create(
         &PostParams::default(),
@@ -431,11 +436,7 @@ async fn metadata_watcher_on_secrets() {
 
 #[tokio::test]
 async fn status_subresource_rules_and_generation() {
-    let h = start().await;
-    let c = client(&h).await;
-    namespace(&c, "kargo-demo").await;
-    let ar = kargo("Warehouse", "warehouses");
-    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "kargo-demo", &ar);
+    let Demo { h, api, .. } = demo("Warehouse", "warehouses").await;
     let mut w = warehouse("w", "ghcr.io/acme/app");
     w.data["status"] = json!({"observedGeneration": 7});
     let created = api.create(&PostParams::default(), &w).await.unwrap();
@@ -527,11 +528,7 @@ async fn status_subresource_rules_and_generation() {
 
 #[tokio::test]
 async fn pruning_and_validation_with_kargo_crds() {
-    let h = start().await;
-    let c = client(&h).await;
-    namespace(&c, "kargo-demo").await;
-    let ar = kargo("ProjectConfig", "projectconfigs");
-    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "kargo-demo", &ar);
+    let Demo { h: _h, api, .. } = demo("ProjectConfig", "projectconfigs").await;
     let pc: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "ProjectConfig",
         "metadata": {"name": "kargo-demo", "namespace": "kargo-demo"},

@@ -53,6 +53,42 @@ async fn ok(h: &Handle, home: &Path, args: &[&str], stdin: Option<&str>) -> Stri
     o.stdout
 }
 
+/// `kubectl get RESOURCE NAME -n NS -o jsonpath=JSONPATH` (which must succeed).
+async fn get_jsonpath(
+    h: &Handle,
+    home: &Path,
+    resource: &str,
+    name: &str,
+    ns: &str,
+    jsonpath: &str,
+) -> String {
+    let jsonpath = format!("jsonpath={jsonpath}");
+    ok(
+        h,
+        home,
+        &["get", resource, name, "-n", ns, "-o", &jsonpath],
+        None,
+    )
+    .await
+}
+
+/// The `kubectl patch` arguments of a merge `patch` of the status of the
+/// ProjectConfig `kargo-demo`.
+fn status_merge_patch(patch: &str) -> [&str; 10] {
+    [
+        "patch",
+        "projectconfig",
+        "kargo-demo",
+        "-n",
+        "kargo-demo",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        patch,
+    ]
+}
+
 async fn bare() -> (Handle, tempfile::TempDir) {
     let h = Emulator::start(EmulatorOptions::default()).await.unwrap();
     (h, tempfile::tempdir().unwrap())
@@ -110,51 +146,33 @@ async fn apply_crds_and_objects_then_update() {
         out.contains("projectconfig.kargo.akuity.io/kargo-demo configured"),
         "{out}"
     );
-    let name = ok(
+    let name = get_jsonpath(
         &h,
         home.path(),
-        &[
-            "get",
-            "projectconfigs",
-            "kargo-demo",
-            "-n",
-            "kargo-demo",
-            "-o",
-            "jsonpath={.spec.webhookReceivers[0].name}",
-        ],
-        None,
+        "projectconfigs",
+        "kargo-demo",
+        "kargo-demo",
+        "{.spec.webhookReceivers[0].name}",
     )
     .await;
     assert_eq!(name, "renamed-receiver");
-    let gen = ok(
+    let gen = get_jsonpath(
         &h,
         home.path(),
-        &[
-            "get",
-            "projectconfig",
-            "kargo-demo",
-            "-n",
-            "kargo-demo",
-            "-o",
-            "jsonpath={.metadata.generation}",
-        ],
-        None,
+        "projectconfig",
+        "kargo-demo",
+        "kargo-demo",
+        "{.metadata.generation}",
     )
     .await;
     assert_eq!(gen, "2");
-    let token = ok(
+    let token = get_jsonpath(
         &h,
         home.path(),
-        &[
-            "get",
-            "secret",
-            "harbor-wh-secret",
-            "-n",
-            "kargo-demo",
-            "-o",
-            "jsonpath={.data.auth-header}",
-        ],
-        None,
+        "secret",
+        "harbor-wh-secret",
+        "kargo-demo",
+        "{.data.auth-header}",
     )
     .await;
     assert_eq!(
@@ -223,19 +241,13 @@ async fn server_side_apply() {
         Some(&changed),
     )
     .await;
-    let name = ok(
+    let name = get_jsonpath(
         &h,
         home.path(),
-        &[
-            "get",
-            "projectconfig",
-            "kargo-demo",
-            "-n",
-            "kargo-demo",
-            "-o",
-            "jsonpath={.spec.webhookReceivers[0].name}",
-        ],
-        None,
+        "projectconfig",
+        "kargo-demo",
+        "kargo-demo",
+        "{.spec.webhookReceivers[0].name}",
     )
     .await;
     assert_eq!(name, "other");
@@ -246,45 +258,38 @@ async fn server_side_apply() {
 #[tokio::test]
 async fn typed_create_commands_send_protobuf() {
     let (h, home) = bare().await;
-    let out = ok(
-        &h,
-        home.path(),
-        &["create", "namespace", "kargo-demo"],
-        None,
-    )
-    .await;
-    assert_eq!(out.trim(), "namespace/kargo-demo created");
-    let out = ok(
-        &h,
-        home.path(),
-        &[
-            "create",
-            "secret",
-            "generic",
-            "harbor-wh-secret",
-            "-n",
-            "kargo-demo",
-            "--from-literal=auth-header=s3cret",
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(out.trim(), "secret/harbor-wh-secret created");
-    let out = ok(
-        &h,
-        home.path(),
-        &[
-            "create",
-            "configmap",
-            "cm",
-            "-n",
-            "kargo-demo",
-            "--from-literal=a=b",
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(out.trim(), "configmap/cm created");
+    for (args, created) in [
+        (
+            &["create", "namespace", "kargo-demo"][..],
+            "namespace/kargo-demo created",
+        ),
+        (
+            &[
+                "create",
+                "secret",
+                "generic",
+                "harbor-wh-secret",
+                "-n",
+                "kargo-demo",
+                "--from-literal=auth-header=s3cret",
+            ],
+            "secret/harbor-wh-secret created",
+        ),
+        (
+            &[
+                "create",
+                "configmap",
+                "cm",
+                "-n",
+                "kargo-demo",
+                "--from-literal=a=b",
+            ],
+            "configmap/cm created",
+        ),
+    ] {
+        let out = ok(&h, home.path(), args, None).await;
+        assert_eq!(out.trim(), created);
+    }
     let protobuf_posts = h
         .requests()
         .iter()
@@ -295,35 +300,23 @@ async fn typed_create_commands_send_protobuf() {
         })
         .count();
     assert_eq!(protobuf_posts, 3);
-    let v = ok(
+    let v = get_jsonpath(
         &h,
         home.path(),
-        &[
-            "get",
-            "secret",
-            "harbor-wh-secret",
-            "-n",
-            "kargo-demo",
-            "-o",
-            "jsonpath={.data.auth-header}",
-        ],
-        None,
+        "secret",
+        "harbor-wh-secret",
+        "kargo-demo",
+        "{.data.auth-header}",
     )
     .await;
     assert_eq!(v, kube_emulator::util::b64_encode(b"s3cret"));
-    let v = ok(
+    let v = get_jsonpath(
         &h,
         home.path(),
-        &[
-            "get",
-            "configmap",
-            "cm",
-            "-n",
-            "kargo-demo",
-            "-o",
-            "jsonpath={.data.a}",
-        ],
-        None,
+        "configmap",
+        "cm",
+        "kargo-demo",
+        "{.data.a}",
     )
     .await;
     assert_eq!(v, "b");
@@ -361,38 +354,15 @@ async fn patch_status_get_table_and_delete() {
     let home = home.path();
     ok(&h, home, &["apply", "-f", "-"], Some(MANIFEST)).await;
     let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Synced","message":"all good","lastTransitionTime":"2025-01-01T00:00:00Z"}]}}"#;
-    let out = ok(
-        &h,
-        home,
-        &[
-            "patch",
-            "projectconfig",
-            "kargo-demo",
-            "-n",
-            "kargo-demo",
-            "--subresource=status",
-            "--type",
-            "merge",
-            "-p",
-            patch,
-        ],
-        None,
-    )
-    .await;
+    let out = ok(&h, home, &status_merge_patch(patch), None).await;
     assert!(out.contains("patched"), "{out}");
-    let r = ok(
+    let r = get_jsonpath(
         &h,
         home,
-        &[
-            "get",
-            "projectconfigs",
-            "kargo-demo",
-            "-n",
-            "kargo-demo",
-            "-o",
-            "jsonpath={.status.conditions[0].reason}",
-        ],
-        None,
+        "projectconfigs",
+        "kargo-demo",
+        "kargo-demo",
+        "{.status.conditions[0].reason}",
     )
     .await;
     assert_eq!(r, "Synced");
@@ -418,24 +388,7 @@ async fn patch_status_get_table_and_delete() {
 
     // An invalid condition (empty reason) is rejected with 422.
     let bad = patch.replace("Synced", "");
-    let o = kubectl(
-        &h,
-        home,
-        &[
-            "patch",
-            "projectconfig",
-            "kargo-demo",
-            "-n",
-            "kargo-demo",
-            "--subresource=status",
-            "--type",
-            "merge",
-            "-p",
-            &bad,
-        ],
-        None,
-    )
-    .await;
+    let o = kubectl(&h, home, &status_merge_patch(&bad), None).await;
     assert!(
         !o.ok
             && o.stderr.contains("is invalid")
@@ -633,19 +586,13 @@ async fn apply_workload_and_rbac_kinds() {
         out.contains("service/web") && out.contains("deployment.apps/web"),
         "{out}"
     );
-    let image = ok(
+    let image = get_jsonpath(
         &h,
         home,
-        &[
-            "get",
-            "deployment",
-            "web",
-            "-n",
-            "apps",
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}",
-        ],
-        None,
+        "deployment",
+        "web",
+        "apps",
+        "{.spec.template.spec.containers[0].image} {.metadata.generation}",
     )
     .await;
     assert_eq!(image, "example.com/web:1.0.0 1");
@@ -672,21 +619,7 @@ async fn apply_workload_and_rbac_kinds() {
     );
 
     // Status subresources: create ignores .status, /status writes change only .status.
-    let lb = ok(
-        &h,
-        home,
-        &[
-            "get",
-            "service",
-            "web",
-            "-n",
-            "apps",
-            "-o",
-            "jsonpath={.status}",
-        ],
-        None,
-    )
-    .await;
+    let lb = get_jsonpath(&h, home, "service", "web", "apps", "{.status}").await;
     assert!(!lb.contains("192.0.2.1"), "{lb}");
     ok(
         &h,
@@ -706,19 +639,13 @@ async fn apply_workload_and_rbac_kinds() {
         None,
     )
     .await;
-    let out = ok(
+    let out = get_jsonpath(
         &h,
         home,
-        &[
-            "get",
-            "deployment",
-            "web",
-            "-n",
-            "apps",
-            "-o",
-            "jsonpath={.status.readyReplicas} {.spec.replicas} {.metadata.generation}",
-        ],
-        None,
+        "deployment",
+        "web",
+        "apps",
+        "{.status.readyReplicas} {.spec.replicas} {.metadata.generation}",
     )
     .await;
     assert_eq!(out, "2 2 1");
