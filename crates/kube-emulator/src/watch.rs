@@ -173,7 +173,10 @@ pub(crate) fn start(shared: Arc<Shared>, p: WatchParams) -> hyper::Response<Body
                 return;
             }
         }
-        let deadline = p.timeout.map(|t| tokio::time::Instant::now() + t);
+        // A timeout too large for an Instant is no deadline (not a panic).
+        let deadline = p
+            .timeout
+            .and_then(|t| tokio::time::Instant::now().checked_add(t));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             let timeout = async {

@@ -298,6 +298,30 @@ async fn watch_semantics() {
 }
 
 #[tokio::test]
+async fn watch_with_a_huge_timeout_keeps_streaming() {
+    let h = common::start().await;
+    // timeoutSeconds beyond what an Instant can hold: the watch simply has no deadline.
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={}&timeoutSeconds={}",
+        h.resource_version(),
+        u64::MAX
+    );
+    let addr = h.addr();
+    let watch = tokio::spawn(async move { req_at(addr, "GET", &path, &[], "").await });
+    // Let the watch start and pass its replay, so the event comes live.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    create_cm(&h, "late", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.drop_watches();
+    let r = watch.await.unwrap();
+    assert_eq!(r.status, 200);
+    let evs = r.lines();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["type"], "ADDED");
+    assert_eq!(evs[0]["object"]["metadata"]["name"], "late");
+}
+
+#[tokio::test]
 async fn history_retention_expires_old_versions() {
     let h = kube_emulator::Emulator::start(EmulatorOptions {
         history_retention: 2,
