@@ -302,13 +302,18 @@ pub fn transition_events(
     let mut events = Vec::new();
     for outcome in outcomes {
         match outcome {
-            ReceiverOutcome::Ready { name, path, url } => {
+            ReceiverOutcome::Ready { name, path, .. } => {
                 let was = published.iter().any(|d| &d.name == name && &d.path == path);
                 if !was {
+                    // The URL ends in a hash of the token and is as secret
+                    // as the token: it belongs in the status (as in Kargo),
+                    // not in Events, which far more users may read.
                     events.push(EventSpec {
                         warning: false,
                         reason: "ReceiverReady",
-                        note: format!("Harbor webhook receiver {name:?} is ready at {url}"),
+                        note: format!(
+                            "Harbor webhook receiver {name:?} is ready; its URL is in status.webhookReceivers"
+                        ),
                     });
                 }
             }
@@ -622,5 +627,13 @@ mod tests {
             )),
             vec!["ReceiverReady"]
         );
+    }
+
+    #[test]
+    fn event_notes_never_carry_the_receiver_path() {
+        // The path's last segment is a hash of the token: a secret.
+        for e in transition_events(None, &[ready("a"), missing("b")]) {
+            assert!(!e.note.contains("/harbor/"), "{}", e.note);
+        }
     }
 }
