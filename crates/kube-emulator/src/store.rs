@@ -817,17 +817,17 @@ impl Store {
             // Nothing is stored: the object keeps its current resourceVersion.
             return Ok(Self::render(rt, &new));
         }
-        self.rv += 1;
-        set_str(&mut new, "resourceVersion", &self.rv.to_string());
         let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
         let no_finalizers = new
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(|a| a.is_empty());
         if deleting && no_finalizers {
-            self.remove_now(rt, ns, name, new.clone());
-            return Ok(Self::render(rt, &new));
+            let last = self.remove_for_good(rt, ns, name, new);
+            return Ok(Self::render(rt, &last));
         }
+        self.rv += 1;
+        set_str(&mut new, "resourceVersion", &self.rv.to_string());
         self.put(rt, ns, name, new.clone());
         self.emit(rt, ns, EventType::Modified, &new, Some(old));
         self.after_crd_write(rt, &new);
@@ -1090,20 +1090,35 @@ impl Store {
             self.emit(rt, &ns, EventType::Modified, &new, Some(old));
             return Ok((Self::render(rt, &new), false));
         }
-        if rt.group.is_empty() && rt.plural == "namespaces" {
+        let last = self.remove_for_good(rt, &ns, name, old);
+        Ok((Self::render(rt, &last), true))
+    }
+
+    /// Remove an object whose deletion is no longer held by finalizers (on DELETE, or
+    /// when its last finalizer goes), with what goes with it: a namespace's contents, a
+    /// CRD's custom resources and types. Those go first, so the object's DELETED event
+    /// has the last resourceVersion. Returns the object's last state.
+    fn remove_for_good(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut last: Value,
+    ) -> Value {
+        let namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        if namespace {
             self.delete_namespace_contents(name);
         }
         if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
-            self.delete_crd_contents(&old);
+            self.delete_crd_contents(&last);
         }
-        let mut last = old;
         self.rv += 1;
         set_str(&mut last, "resourceVersion", &self.rv.to_string());
-        if rt.group.is_empty() && rt.plural == "namespaces" {
+        if namespace {
             last["status"] = json!({"phase": "Terminating"});
         }
-        self.remove_now(rt, &ns, name, last.clone());
-        Ok((Self::render(rt, &last), true))
+        self.remove_now(rt, ns, name, last.clone());
+        last
     }
 
     fn delete_namespace_contents(&mut self, ns: &str) {

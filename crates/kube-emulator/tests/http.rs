@@ -322,6 +322,78 @@ async fn watch_with_a_huge_timeout_keeps_streaming() {
 }
 
 #[tokio::test]
+async fn removing_the_last_finalizer_deletes_what_a_delete_would() {
+    let h = common::start().await;
+    let r = req(
+        &h,
+        "POST",
+        "/api/v1/namespaces",
+        &[JSON],
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = req(
+        &h,
+        "POST",
+        "/api/v1/namespaces/held/configmaps",
+        &[JSON],
+        json!({"metadata": {"name": "inside"}}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = req(&h, "DELETE", "/api/v1/namespaces/held", &[], "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["metadata"]["deletionTimestamp"].is_string());
+    let before = h.resource_version();
+    let r = req(
+        &h,
+        "PATCH",
+        "/api/v1/namespaces/held",
+        &[MERGE_PATCH],
+        r#"{"metadata":{"finalizers":null}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(get(&h, "/api/v1/namespaces/held", &[]).await.status, 404);
+    // The namespace's contents went with it, before it (events in resourceVersion order).
+    let names: Vec<Value> = get(&h, "/api/v1/configmaps", &[]).await.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].clone())
+        .collect();
+    assert_eq!(names, Vec::<Value>::new());
+    let r = get(
+        &h,
+        &format!("/api/v1/namespaces?watch=true&resourceVersion={before}&timeoutSeconds=1"),
+        &[],
+    )
+    .await;
+    let evs = r.lines();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["type"], "DELETED");
+    assert_eq!(evs[0]["object"]["status"]["phase"], "Terminating");
+    let r = get(
+        &h,
+        &format!("/api/v1/configmaps?watch=true&resourceVersion={before}&timeoutSeconds=1"),
+        &[],
+    )
+    .await;
+    let cm_rv: u64 = r.lines()[0]["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ns_rv: u64 = evs[0]["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cm_rv < ns_rv, "{cm_rv} < {ns_rv}");
+}
+
+#[tokio::test]
 async fn history_retention_expires_old_versions() {
     let h = kube_emulator::Emulator::start(EmulatorOptions {
         history_retention: 2,
