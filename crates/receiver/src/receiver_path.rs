@@ -75,17 +75,18 @@ impl BaseUrl {
 ///
 /// `project` is the ProjectConfig's namespace, or `""` for a ClusterConfig
 /// receiver. Hex is lowercase. The strings are concatenated without
-/// separators, exactly as Kargo does.
+/// separators, exactly as Kargo does. The auth header is hashed as the
+/// Secret's bytes, valid UTF-8 or not: a Go string holds any bytes.
 pub fn receiver_path(
     base: &BaseUrl,
     project: &str,
     receiver_name: &str,
-    auth_header: &str,
+    auth_header: impl AsRef<[u8]>,
 ) -> String {
     let mut hasher = Sha256::new();
     hasher.update(project.as_bytes());
     hasher.update(receiver_name.as_bytes());
-    hasher.update(auth_header.as_bytes());
+    hasher.update(auth_header.as_ref());
     let digest = hex::encode(hasher.finalize());
     format!("{}/{HARBOR_SEGMENT}/{digest}", base.base_path)
 }
@@ -199,6 +200,17 @@ mod tests {
                 "harbor-wh-receiver",
                 "test-auth-token-123"
             )
+        );
+    }
+
+    #[test]
+    fn a_token_that_is_not_utf8_is_hashed_as_its_bytes() {
+        let base = BaseUrl::parse("https://webhooks.example.com").unwrap();
+        let token: &[u8] = b"tok\xffen";
+        let want = hex::encode(Sha256::digest(b"kargo-demorecvtok\xffen"));
+        assert_eq!(
+            receiver_path(&base, "kargo-demo", "recv", token),
+            format!("/harbor/{want}")
         );
     }
 

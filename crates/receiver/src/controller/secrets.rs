@@ -291,19 +291,15 @@ impl SecretReader {
                     wanted.name
                 ),
             },
-            Some(bytes) => {
-                // Kargo hashes the value as a Go string: bytes as they are.
-                let token = String::from_utf8_lossy(bytes);
-                Derived::Ready {
-                    path: receiver_path(
-                        &self.config_base,
-                        wanted.scope.project(),
-                        wanted.name,
-                        &token,
-                    ),
-                    token: TokenDigest::of(bytes),
-                }
-            }
+            Some(bytes) => Derived::Ready {
+                path: receiver_path(
+                    &self.config_base,
+                    wanted.scope.project(),
+                    wanted.name,
+                    bytes,
+                ),
+                token: TokenDigest::of(bytes),
+            },
         }
     }
 
@@ -349,3 +345,61 @@ impl SecretReader {
 
 /// Shared handle.
 pub type SharedSecretReader = Arc<SecretReader>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Cli, Command};
+    use clap::Parser;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn a_token_that_is_not_utf8_gets_kargos_path() {
+        let config = match Cli::try_parse_from(["x", "run", "--base-url", "https://h"])
+            .unwrap()
+            .command
+        {
+            Command::Run(c) => *c,
+            Command::Crds => unreachable!(),
+        };
+        // Never contacted: `derive` does no I/O.
+        let client =
+            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let reader = SecretReader::new(client, &config, SecretStores::default());
+        let token = b"tok\xffen".to_vec();
+        let secret = Secret {
+            data: Some(BTreeMap::from([(
+                AUTH_HEADER_KEY.to_owned(),
+                ByteString(token.clone()),
+            )])),
+            ..Secret::default()
+        };
+        let scope = Scope::Project("p".into());
+        let wanted = Wanted {
+            scope: &scope,
+            name: "r",
+            secret_namespace: "p",
+            secret_name: "s",
+        };
+        match reader.derive(&wanted, "p/s", &secret) {
+            Derived::Ready {
+                path,
+                token: digest,
+            } => {
+                assert_eq!(path, receiver_path(&config.base_url, "p", "r", &token));
+                assert_ne!(
+                    path,
+                    receiver_path(
+                        &config.base_url,
+                        "p",
+                        "r",
+                        String::from_utf8_lossy(&token).as_bytes()
+                    )
+                );
+                assert!(digest.verify(&token));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
