@@ -69,10 +69,7 @@ pub struct RequestLog(Mutex<Vec<RequestRecord>>);
 
 impl RequestLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RequestRecord>> {
-        match self.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::util::lock(&self.0)
     }
     /// Append a record.
     pub fn push(&self, r: RequestRecord) {

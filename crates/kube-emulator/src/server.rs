@@ -42,10 +42,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn lock_store(&self) -> MutexGuard<'_, Store> {
-        match self.store.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::util::lock(&self.store)
     }
 
     /// End all open watch streams.

@@ -66,6 +66,11 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
+/// Lock a mutex; a panic elsewhere while it was held does not poison it for us.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Borrow `obj.metadata` as a mutable map, creating it if needed.
 pub fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.is_object() {
