@@ -321,8 +321,7 @@ impl Handle {
     /// Discard the watch history and end open watches: a client resuming from any
     /// resourceVersion seen so far gets 410 Expired (as an ERROR event) and must re-list.
     pub fn compact(&self) {
-        self.shared.lock_store().compact();
-        self.shared.drop_watches();
+        self.shared.compact();
     }
 
     /// All requests served so far.

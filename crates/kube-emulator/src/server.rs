@@ -49,6 +49,12 @@ impl Shared {
     pub fn drop_watches(&self) {
         self.drop_watches.send_modify(|g| *g += 1);
     }
+
+    /// Discard the watch history and end open watches: resuming clients get 410.
+    pub fn compact(&self) {
+        self.lock_store().compact();
+        self.drop_watches();
+    }
 }
 
 /// Reduce an object to `PartialObjectMetadata`.
@@ -390,8 +396,7 @@ fn admin(shared: &Shared, method: &Method, rest: &[&str], body: &[u8]) -> Respon
             json_response(200, &json!({}))
         }
         (&Method::POST, ["compact"]) => {
-            shared.lock_store().compact();
-            shared.drop_watches();
+            shared.compact();
             json_response(200, &json!({}))
         }
         _ => error_response(&not_found_path()),
