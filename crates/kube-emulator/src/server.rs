@@ -510,7 +510,7 @@ fn resource(
     let render_one = |o: Value| -> Value {
         match out_as {
             As::Partial => to_partial(&o),
-            As::Table => table::table(rt, &[o], "", false),
+            As::Table => table::table(rt, &[o], ""),
             As::Full => o,
         }
     };
@@ -573,23 +573,18 @@ fn resource(
                     cont = Some((offset + limit).to_string());
                 }
             }
+            let mut md = json!({"resourceVersion": rv.to_string()});
+            if let Some(c) = &cont {
+                md["continue"] = json!(c);
+                md["remainingItemCount"] = json!(remaining);
+            }
             let out = match out_as {
-                As::Table => table::table(rt, &items, &rv.to_string(), true),
+                As::Table => table::table(rt, &items, &rv.to_string()),
                 As::Partial => {
                     let items: Vec<Value> = items.iter().map(to_partial).collect();
-                    let mut md = json!({"resourceVersion": rv.to_string()});
-                    if let Some(c) = &cont {
-                        md["continue"] = json!(c);
-                        md["remainingItemCount"] = json!(remaining);
-                    }
                     json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": md, "items": items})
                 }
                 As::Full => {
-                    let mut md = json!({"resourceVersion": rv.to_string()});
-                    if let Some(c) = &cont {
-                        md["continue"] = json!(c);
-                        md["remainingItemCount"] = json!(remaining);
-                    }
                     json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind), "metadata": md, "items": items})
                 }
             };

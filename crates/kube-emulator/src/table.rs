@@ -115,7 +115,7 @@ fn cell(v: Option<&Value>, ty: &str) -> Value {
 }
 
 /// Render objects as a `meta.k8s.io/v1` `Table`.
-pub fn table(rt: &ResourceType, items: &[Value], rv: &str, _list: bool) -> Value {
+pub fn table(rt: &ResourceType, items: &[Value], rv: &str) -> Value {
     let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name",
         "description": "Name must be unique within a namespace.", "priority": 0})];
     type Getter = Box<dyn Fn(&Value) -> Value>;
@@ -195,14 +195,12 @@ pub fn table(rt: &ResourceType, items: &[Value], rv: &str, _list: bool) -> Value
             }
             _ => {}
         }
-        if !rt.custom || rt.printer_columns.is_empty() {
-            cols.push(col("Age", "date"));
-            getters.push(Box::new(|o: &Value| {
-                json!(age(o
-                    .pointer("/metadata/creationTimestamp")
-                    .and_then(Value::as_str)))
-            }));
-        }
+        cols.push(col("Age", "date"));
+        getters.push(Box::new(|o: &Value| {
+            json!(age(o
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)))
+        }));
     }
     let rows: Vec<Value> = items
         .iter()

@@ -49,7 +49,7 @@ impl WatchParams {
     fn render(&self, obj: &Value) -> Value {
         let o = crate::store::Store::render(&self.rt, obj);
         if self.table {
-            crate::table::table(&self.rt, &[o], "", false)
+            crate::table::table(&self.rt, &[o], "")
         } else if self.meta_only {
             crate::server::to_partial(&o)
         } else {
