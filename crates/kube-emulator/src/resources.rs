@@ -70,6 +70,16 @@ impl ResourceType {
         (self.group.clone(), self.plural.clone())
     }
 
+    /// Whether `group`/`plural` is this type's storage [`key`](Self::key), without
+    /// building it (watchers check every event).
+    pub fn stored_as(&self, group: &str, plural: &str) -> bool {
+        if self.is_events_v1() {
+            group.is_empty() && plural == "events"
+        } else {
+            self.group == group && self.plural == plural
+        }
+    }
+
     fn is_events_v1(&self) -> bool {
         self.group == "events.k8s.io" && self.plural == "events"
     }

@@ -214,11 +214,12 @@ impl Store {
         obj: &Value,
         old: Option<Value>,
     ) {
+        let (group, plural) = rt.key();
         let ev = Arc::new(Event {
             rv: self.rv,
             etype,
-            group: rt.key().0,
-            plural: rt.key().1,
+            group,
+            plural,
             namespace: ns.to_string(),
             object: obj.clone(),
             old,
@@ -521,7 +522,7 @@ impl Store {
             obj["status"] = resources::crd_status(&obj);
         }
         Self::prepare(rt, &mut obj, &name)?;
-        if self.get(rt, Some(&ns), &name).is_ok() {
+        if self.raw(rt, &ns, &name).is_some() {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
         }
         if self.dry_run {

@@ -76,7 +76,7 @@ impl WatchParams {
     /// Translate a stored event into what this watcher should see (if anything),
     /// turning selector transitions into ADDED/DELETED.
     fn translate(&self, ev: &Event) -> Option<Value> {
-        if (ev.group.clone(), ev.plural.clone()) != self.rt.key() {
+        if !self.rt.stored_as(&ev.group, &ev.plural) {
             return None;
         }
         let now = self.matches(&ev.namespace, &ev.object);
@@ -142,16 +142,15 @@ pub(crate) fn start(shared: Arc<Shared>, p: WatchParams) -> hyper::Response<Body
             Ok((cur, store.subscribe()))
         } else {
             let from = p.rv.unwrap_or(0);
-            store
-                .watch_from(&p.rt.key().0, &p.rt.key().1, from)
-                .map(|(evs, rx)| {
-                    for ev in evs {
-                        if let Some(v) = p.translate(&ev) {
-                            initial.push(v);
-                        }
+            let (group, plural) = p.rt.key();
+            store.watch_from(&group, &plural, from).map(|(evs, rx)| {
+                for ev in evs {
+                    if let Some(v) = p.translate(&ev) {
+                        initial.push(v);
                     }
-                    (from.max(cur), rx)
-                })
+                }
+                (from.max(cur), rx)
+            })
         }
     };
     let (mut last_rv, mut brx) = match sub {
