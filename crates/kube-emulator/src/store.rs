@@ -421,9 +421,7 @@ impl Store {
 
     fn after_crd_write(&mut self, rt: &ResourceType, obj: &Value) {
         if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
-            let name = meta_str(obj, "name").unwrap_or("").to_string();
-            self.types
-                .retain(|t| !(t.custom && format!("{}.{}", t.plural, t.group) == name));
+            self.unserve_crd(obj);
             if let Ok(ts) = resources::from_crd(obj) {
                 self.types.extend(ts);
             }
@@ -1169,7 +1167,12 @@ impl Store {
             }
             self.objects.remove(&rt.key());
         }
-        let name = meta_str(crd, "name").unwrap_or("").to_string();
+        self.unserve_crd(crd);
+    }
+
+    /// Stop serving the types a CRD (named `plural.group`) defines.
+    fn unserve_crd(&mut self, crd: &Value) {
+        let name = meta_str(crd, "name").unwrap_or("");
         self.types
             .retain(|t| !(t.custom && format!("{}.{}", t.plural, t.group) == name));
     }
