@@ -57,6 +57,11 @@ impl LeaseConfig {
     fn renew_deadline(&self) -> Duration {
         self.duration * 2 / 3
     }
+
+    /// Bound of each Lease API call.
+    fn call_timeout(&self) -> Duration {
+        self.renew_deadline().max(Duration::from_millis(500))
+    }
 }
 
 /// The identity to use when none is configured: the host name (the pod name
@@ -224,12 +229,9 @@ async fn try_acquire_or_renew(
     config: &LeaseConfig,
     seen: &mut Observation,
 ) -> Result<Attempt, kube::Error> {
-    let timeout = config.renew_deadline().max(Duration::from_millis(500));
-    let get = tokio::time::timeout(timeout, api.get_opt(&config.name)).await;
-    let current = match get {
-        Ok(r) => r?,
-        Err(_) => return Err(timeout_error("get")),
-    };
+    let timeout = config.call_timeout();
+    let params = PostParams::default();
+    let current = bounded(timeout, "get", api.get_opt(&config.name)).await?;
     let Some(mut lease) = current else {
         let lease = Lease {
             metadata: ObjectMeta {
@@ -246,7 +248,8 @@ async fn try_acquire_or_renew(
                 ..Default::default()
             }),
         };
-        return match api.create(&PostParams::default(), &lease).await {
+        let create = api.create(&params, &lease);
+        return match bounded(timeout, "create", create).await {
             Ok(_) => Ok(Attempt::Held),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Other(String::new())),
             Err(e) => Err(e),
@@ -283,27 +286,35 @@ async fn try_acquire_or_renew(
     next.renew_time = Some(now_micro());
     lease.spec = Some(next);
     lease.metadata.managed_fields = None;
-    let replace = tokio::time::timeout(
-        timeout,
-        api.replace(&config.name, &PostParams::default(), &lease),
-    )
-    .await;
-    match replace {
-        Ok(Ok(_)) => Ok(Attempt::Held),
-        Ok(Err(kube::Error::Api(s))) if s.code == 409 => {
-            Ok(Attempt::Other(holder.unwrap_or_default()))
-        }
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(timeout_error("update")),
+    let replace = api.replace(&config.name, &params, &lease);
+    match bounded(timeout, "update", replace).await {
+        Ok(_) => Ok(Attempt::Held),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Other(holder.unwrap_or_default())),
+        Err(e) => Err(e),
     }
 }
 
-fn timeout_error(verb: &str) -> kube::Error {
-    kube::Error::Service(format!("lease {verb} timed out").into())
+/// Every Lease call is bounded: kube's client waits as long as its read
+/// timeout (minutes) allows, which would stall the election loop, or hold up
+/// shutdown past the pod's grace period while releasing.
+async fn bounded<T>(
+    timeout: Duration,
+    verb: &str,
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(kube::Error::Service(
+                format!("lease {verb} timed out").into(),
+            ))
+        })
 }
 
 async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube::Error> {
-    let Some(mut lease) = api.get_opt(&config.name).await? else {
+    let timeout = config.call_timeout();
+    let params = PostParams::default();
+    let Some(mut lease) = bounded(timeout, "get", api.get_opt(&config.name)).await? else {
         return Ok(());
     };
     let mut spec = lease.spec.clone().unwrap_or_default();
@@ -315,10 +326,8 @@ async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube::Err
     spec.renew_time = Some(now_micro());
     lease.spec = Some(spec);
     lease.metadata.managed_fields = None;
-    match api
-        .replace(&config.name, &PostParams::default(), &lease)
-        .await
-    {
+    let replace = api.replace(&config.name, &params, &lease);
+    match bounded(timeout, "update", replace).await {
         Ok(_) => Ok(()),
         // Someone else already took it over.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
@@ -365,5 +374,29 @@ mod tests {
         l.set(None);
         assert!(!*rx.borrow_and_update());
         assert!(Leadership::always().is_leader());
+    }
+
+    #[tokio::test]
+    async fn releasing_against_a_silent_api_server_gives_up_in_time() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let api: Api<Lease> = Api::namespaced(client, "n");
+        let config = LeaseConfig {
+            name: "l".into(),
+            namespace: "n".into(),
+            identity: "i".into(),
+            duration: Duration::from_millis(600),
+        };
+        let released = tokio::time::timeout(Duration::from_secs(5), release(&api, &config)).await;
+        assert!(matches!(released, Ok(Err(_))), "{released:?}");
+        silent.abort();
     }
 }
