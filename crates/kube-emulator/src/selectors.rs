@@ -127,6 +127,12 @@ impl FieldSelector {
         Ok(FieldSelector(reqs))
     }
 
+    /// `metadata.name=<name>`, built as such: a name is not parsed as a selector (RBAC
+    /// names may contain `,`).
+    pub fn name(name: &str) -> Self {
+        FieldSelector(vec![("metadata.name".into(), true, name.into())])
+    }
+
     /// Whether the object satisfies the selector.
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, v)| {
@@ -172,5 +178,8 @@ mod tests {
             .unwrap()
             .matches(&o));
         assert!(FieldSelector::parse("bogus").is_err());
+        let rbac = json!({"metadata": {"name": "a,b=c"}});
+        assert!(FieldSelector::name("a,b=c").matches(&rbac));
+        assert!(!FieldSelector::name("a").matches(&rbac));
     }
 }

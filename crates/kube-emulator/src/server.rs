@@ -519,8 +519,7 @@ fn resource(
         (&Method::GET, _) if t.legacy_watch || truthy(q, "watch") => {
             let (labels, mut fields) = selectors(q)?;
             if let Some(n) = &t.name {
-                fields = FieldSelector::parse(&format!("metadata.name={n}"))
-                    .map_err(ApiError::bad_request)?;
+                fields = FieldSelector::name(n);
             }
             let p = WatchParams {
                 rt: rt.clone(),
