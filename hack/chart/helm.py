@@ -12,7 +12,7 @@ What this file adds is the CLI shape of the two commands:
 
     helm.py lint CHART [-f values.yaml]... [--set k=v]... [--strict]
     helm.py template NAME CHART [-n NS] [-f values.yaml]... [--set k=v]...
-                     [--set-string k=v]... [--kube-version v1.30.0]
+                     [--set-string k=v]... [--notes]
 
 `template` prints what `helm template` prints: each non-empty manifest as
 `---\\n# Source: <chart>/templates/<file>`, sorted in Helm's install order
@@ -26,7 +26,6 @@ Exit codes: 0 ok, 1 lint errors or render failure (message on stderr), 2 usage.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,6 +139,16 @@ def _kind_key(kind: str) -> tuple[int, str]:
         return (len(INSTALL_ORDER), kind)
 
 
+def _render(chart: str, values: dict[str, Any], name: str, namespace: str) -> dict[str, str]:
+    """Every template of the chart rendered for an install: path -> text. Raises HelmFailure."""
+    h = _helm()
+    try:
+        with h.Chart.load(chart) as loaded:
+            return loaded.render(values, name=name, namespace=namespace, is_install=True)
+    except h.HelmError as exc:
+        raise HelmFailure(str(exc)) from exc
+
+
 def template(
     chart: str,
     values: dict[str, Any],
@@ -148,13 +157,7 @@ def template(
     namespace: str = "default",
 ) -> str:
     """Render like `helm template`: the manifest stream as text. Raises HelmFailure."""
-    h = _helm()
-    try:
-        with h.Chart.load(chart) as loaded:
-            rendered = loaded.render(values, name=name, namespace=namespace, is_install=True)
-    except h.HelmError as exc:
-        raise HelmFailure(str(exc)) from exc
-
+    rendered = _render(chart, values, name, namespace)
     docs: list[tuple[tuple[int, str], str, int, str]] = []
     for path in sorted(rendered):
         base = path.rsplit("/", 1)[-1]
@@ -177,13 +180,7 @@ def template(
 
 def notes(chart: str, values: dict[str, Any], *, name: str = "release-name", namespace: str = "default") -> str:
     """The rendered NOTES.txt (what `helm install` prints)."""
-    h = _helm()
-    try:
-        with h.Chart.load(chart) as loaded:
-            rendered = loaded.render(values, name=name, namespace=namespace, is_install=True)
-    except h.HelmError as exc:
-        raise HelmFailure(str(exc)) from exc
-    for path, text in rendered.items():
+    for path, text in _render(chart, values, name, namespace).items():
         if path.endswith("/NOTES.txt"):
             return text
     return ""
