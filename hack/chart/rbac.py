@@ -273,12 +273,17 @@ def load_manifests(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return docs
 
 
-def find_subject(docs: list[dict[str, Any]], default_namespace: str = "default") -> tuple[str, str]:
-    """The ServiceAccount the chart's Deployment runs as: (namespace, name)."""
+def _the_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chart's one Deployment."""
     deployments = [d for d in docs if d.get("kind") == "Deployment"]
     if len(deployments) != 1:
         raise ValueError(f"expected exactly one Deployment in the manifests, found {len(deployments)}")
-    dep = deployments[0]
+    return deployments[0]
+
+
+def find_subject(docs: list[dict[str, Any]], default_namespace: str = "default") -> tuple[str, str]:
+    """The ServiceAccount the chart's Deployment runs as: (namespace, name)."""
+    dep = _the_deployment(docs)
     ns = dep.get("metadata", {}).get("namespace") or default_namespace
     spec = dep.get("spec", {}).get("template", {}).get("spec", {})
     name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
@@ -525,10 +530,7 @@ DEFAULT_LEASE_NAMESPACE = "default"
 
 def chart_lease(docs: list[dict[str, Any]]) -> tuple[str, str]:
     """(namespace, name) of the Lease the rendered Deployment's program uses."""
-    deployments = [d for d in docs if d.get("kind") == "Deployment"]
-    if len(deployments) != 1:
-        raise ValueError(f"expected exactly one Deployment in the manifests, found {len(deployments)}")
-    dep = deployments[0]
+    dep = _the_deployment(docs)
     dep_ns = dep.get("metadata", {}).get("namespace") or "default"
     name, namespace = DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE
     containers = dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
@@ -619,7 +621,7 @@ def check(
                         unused.append((g, group, resource, verb))
     return Report(
         subject=policy.subject,
-        lease=(f"{lease[0]}/{lease[1]} checked as {lease_map[1][0]}/{lease_map[1][1]}" if lease and lease_map else ""),
+        lease=(f"{lease[0]}/{lease[1]} checked as {lease_map[1][0]}/{lease_map[1][1]}" if lease_map else ""),
         requests=counted,
         denied=denied,
         unused=unused,
@@ -671,10 +673,11 @@ def load_requests(sources: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
     return out, files
 
 
-def _namespace_name(value: str, option: str) -> tuple[str, str]:
+def _namespace_name(value: str) -> tuple[str, str]:
+    """argparse type of the NAMESPACE/NAME options."""
     ns, sep, name = value.partition("/")
     if not sep or not ns or not name:
-        raise ValueError(f"{option} takes NAMESPACE/NAME")
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAMESPACE/NAME")
     return ns, name
 
 
@@ -692,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--service-account",
         metavar="NAMESPACE/NAME",
+        type=_namespace_name,
         help="subject to check (default: the Deployment's ServiceAccount)",
     )
     parser.add_argument("--user-agent", metavar="REGEX", help="only requests whose userAgent matches")
@@ -699,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lease",
         metavar="NAMESPACE/NAME",
+        type=_namespace_name,
         help="the Lease the logged program used; checked as the chart's Lease (see the module docstring)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -708,15 +713,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         docs = load_manifests([args.manifests])
         requests, files = load_requests(args.requests)
-        subject = _namespace_name(args.service_account, "--service-account") if args.service_account else None
-        lease = _namespace_name(args.lease, "--lease") if args.lease else None
         report = check(
             docs,
             requests,
-            subject=subject,
+            subject=args.service_account,
             user_agent=args.user_agent,
             exclude_user_agent=args.exclude_user_agent,
-            lease=lease,
+            lease=args.lease,
         )
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"rbac.py: {exc}", file=sys.stderr)

@@ -370,6 +370,15 @@ class CliTest(unittest.TestCase):
         code, _, err = self.run_cli([{"path": "/api"}])
         self.assertEqual(code, 2)
 
+    def test_namespace_name_options(self):
+        for option in ("--lease", "--service-account"):
+            with self.subTest(option=option), self.assertRaises(SystemExit) as exit:
+                self.run_cli(PROGRAM_REQUESTS, option, "no-slash")
+            self.assertEqual(exit.exception.code, 2)
+        _, out, _ = self.run_cli(PROGRAM_REQUESTS, "--service-account", "kargo/khr", "--lease", "kargo/khr")
+        self.assertIn("ServiceAccount kargo/khr:", out)
+        self.assertIn("Lease kargo/khr checked as default/kargo-harbor-receiver", out)
+
 
 # The chart's Deployment tells the program its Lease through the environment.
 WITH_LEASE_ENV = MANIFESTS.replace(
