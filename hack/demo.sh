@@ -55,7 +55,7 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 step "Building kargo-harbor-receiver and kube-emulator"
 cargo build -q -p kargo-harbor-receiver -p kube-emulator --bins || fail "cargo build failed"
-BIN="$ROOT/target/debug"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 mkdir -p "$DIR"
 : >"$DIR/emulator.log"
 : >"$DIR/receiver.log"
@@ -138,6 +138,9 @@ EOF
 if [ "$WAIT" = 1 ]; then
   echo
   echo "Running. Press Ctrl-C to stop."
-  while :; do sleep 3600 & wait $! || true; done
+  # In PIDS, so that stopping ends it too (a background job ignores Ctrl-C's SIGINT).
+  sleep infinity &
+  PIDS+=($!)
+  wait $! || true
 fi
 echo "demo finished"
