@@ -34,11 +34,12 @@ RECEIVER=harbor
 
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install -y wrk)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl is required" >&2; exit 1; }
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     cargo build --release -p kargo-harbor-receiver -p kube-emulator
 fi
-BIN=$ROOT/target/release
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -52,12 +53,20 @@ trap cleanup EXIT
 "$BIN/kube-emulator" --listen "127.0.0.1:$EMU_PORT" --kubeconfig "$WORK/kubeconfig" \
     --crd "$CRDS/projectconfigs.yaml" --crd "$CRDS/clusterconfigs.yaml" --crd "$CRDS/warehouses.yaml" \
     >"$WORK/emulator.log" 2>&1 &
-PIDS+=($!)
+EMU_PID=$!
+PIDS+=($EMU_PID)
 API=http://127.0.0.1:$EMU_PORT
-for _ in $(seq 100); do curl -sf "$API/version" >/dev/null && break; sleep 0.1; done
+# Ours, not whatever else may answer on the port (the demo uses the same one).
+for _ in $(seq 100); do
+    grep -q '^kube-emulator listening on' "$WORK/emulator.log" && break
+    kill -0 "$EMU_PID" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q '^kube-emulator listening on' "$WORK/emulator.log" ||
+    { echo "kube-emulator did not start:" >&2; cat "$WORK/emulator.log" >&2; exit 1; }
 
 # Objects through the REST API (python3: one keep-alive connection).
-create() { # create <count> ; reads the kind of objects from $1
+create() { # create project NAMESPACE RECEIVER TOKEN | create many COUNT
     python3 - "$API" "$@" <<'EOF'
 import base64, http.client, json, sys, urllib.parse
 api, what = sys.argv[1], sys.argv[2]
