@@ -144,6 +144,17 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+impl Config {
+    /// This replica's identity: `--identity`, else the host name (the pod
+    /// name in Kubernetes). The Lease holder and the reporting instance of
+    /// every Event we create, so that both name the same replica.
+    pub fn replica_identity(&self) -> String {
+        self.identity
+            .clone()
+            .unwrap_or_else(crate::leader::default_identity)
+    }
+}
+
 fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
     BaseUrl::parse(text).map_err(|e| e.to_string())
 }

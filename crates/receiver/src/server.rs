@@ -110,16 +110,11 @@ impl WebhookServer {
             _ => None,
         };
         let listener = bind(config.listen).await?;
-        let instance = config
-            .identity
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| warehouse_events::REPORTING_CONTROLLER.to_owned());
         let (events, _task) = warehouse_events::spawn(
             shared.client.clone(),
             shared.metrics.clone(),
             EVENT_QUEUE,
-            instance,
+            config.replica_identity(),
             config.api_timeout,
         );
         let refresher = Refresher::new(

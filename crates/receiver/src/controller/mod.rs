@@ -66,10 +66,7 @@ type SecretKey = (String, String);
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> Result<(), ControllerError> {
     let client = shared.client.clone();
     let config = &shared.config;
-    let identity = config
-        .identity
-        .clone()
-        .unwrap_or_else(leader::default_identity);
+    let identity = config.replica_identity();
 
     // Leader election: stopped only after the controllers, so that the Lease
     // is released last.
