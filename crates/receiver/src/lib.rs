@@ -24,3 +24,8 @@ pub mod token;
 pub mod warehouse_events;
 
 pub use app::run;
+
+/// The name the program writes under: field manager of its patches (status
+/// and refresh annotation) and reporting controller of its Events. One
+/// name, so that `managedFields` and Events show one actor.
+pub const NAME: &str = "kargo-harbor-receiver";

@@ -39,9 +39,6 @@ use crate::index::{WarehouseMatch, WarehouseRef};
 use crate::metrics::{Metrics, RefreshLabels, RefreshResult};
 use crate::warehouse_events::{EventSink, RefreshEvent};
 
-/// Field manager of our patches.
-pub const FIELD_MANAGER: &str = "kargo-harbor-receiver";
-
 static LAST_NANOS: AtomicI64 = AtomicI64::new(i64::MIN);
 
 /// The next refresh value: RFC 3339 UTC with nanoseconds, strictly
@@ -123,7 +120,7 @@ impl Patcher for KubePatcher {
         let resource = self.resource.clone();
         async move {
             let params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
+                field_manager: Some(crate::NAME.to_owned()),
                 ..PatchParams::default()
             };
             match api.patch(&name, &params, &Patch::Merge(&patch)).await {

@@ -18,8 +18,6 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 
-/// The reporting controller named in Events.
-pub const REPORTING_CONTROLLER: &str = "kargo-harbor-receiver";
 /// Reason of refresh Events.
 pub const REASON: &str = "RefreshRequested";
 /// Action of refresh Events.
@@ -80,7 +78,7 @@ pub fn build_event(event: &RefreshEvent, instance: &str, now: chrono::DateTime<U
         reason: Some(REASON.into()),
         note: Some(note),
         regarding: Some(event.regarding.clone()),
-        reporting_controller: Some(REPORTING_CONTROLLER.into()),
+        reporting_controller: Some(crate::NAME.into()),
         reporting_instance: Some(instance.to_owned()),
         type_: Some("Normal".into()),
         ..Event::default()
@@ -162,7 +160,7 @@ mod tests {
         assert_eq!(json["reason"], REASON);
         assert_eq!(json["action"], ACTION);
         assert_eq!(json["type"], "Normal");
-        assert_eq!(json["reportingController"], REPORTING_CONTROLLER);
+        assert_eq!(json["reportingController"], crate::NAME);
         assert_eq!(json["reportingInstance"], "pod-1");
         assert_eq!(json["regarding"]["uid"], "u-1");
         assert_eq!(json["metadata"]["namespace"], "p");

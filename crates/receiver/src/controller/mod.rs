@@ -56,9 +56,6 @@ pub enum ControllerError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// The name we report Events under.
-pub const CONTROLLER_NAME: &str = "kargo-harbor-receiver";
-
 type SecretKey = (String, String);
 
 /// Runs watches, reconciles and leader election until `shutdown`; then
@@ -138,7 +135,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> Result<(),
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
-            controller: CONTROLLER_NAME.into(),
+            controller: crate::NAME.into(),
             instance: Some(identity),
         },
     );

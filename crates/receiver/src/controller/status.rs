@@ -9,9 +9,6 @@ use serde_json::Value;
 
 use super::reconcile::EventSpec;
 
-/// Field manager of our status writes.
-pub const FIELD_MANAGER: &str = "kargo-harbor-receiver";
-
 /// Sends a merge patch to the object's `/status`.
 pub async fn patch_status<K>(api: &Api<K>, name: &str, patch: &Value) -> Result<(), kube::Error>
 where
@@ -19,7 +16,7 @@ where
 {
     api.patch_status(
         name,
-        &PatchParams::apply(FIELD_MANAGER).validation_strict(),
+        &PatchParams::apply(crate::NAME).validation_strict(),
         &Patch::Merge(patch),
     )
     .await
