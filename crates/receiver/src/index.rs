@@ -213,10 +213,30 @@ impl Index {
 
     /// Replaces every receiver owned by `owner` (a ProjectConfig's namespace
     /// or the ClusterConfig) with `receivers` (path → entry). An empty list
-    /// removes the owner.
-    pub fn set_receivers(&self, owner: &Scope, receivers: Vec<(String, ReceiverEntry)>) {
+    /// removes the owner. Returns whether anything changed: publishing costs
+    /// a copy of the snapshot, so an unchanged set (the usual resync) is not
+    /// published.
+    pub fn set_receivers(&self, owner: &Scope, receivers: Vec<(String, ReceiverEntry)>) -> bool {
         let mut master = self.lock();
-        let mut next = Snapshot::clone(&self.current.load());
+        let current = self.current.load();
+        let mut before: Vec<&str> = master
+            .receivers_by_owner
+            .get(owner)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut after: Vec<&str> = receivers.iter().map(|(p, _)| p.as_str()).collect();
+        before.sort_unstable();
+        after.sort_unstable();
+        if before == after
+            && receivers
+                .iter()
+                .all(|(p, e)| current.receiver(p).is_some_and(|old| **old == *e))
+        {
+            return false;
+        }
+        let mut next = Snapshot::clone(&current);
         if let Some(old) = master.receivers_by_owner.remove(owner) {
             for path in old {
                 next.receivers.remove(&path);
@@ -231,15 +251,7 @@ impl Index {
             master.receivers_by_owner.insert(owner.clone(), paths);
         }
         self.current.store(Arc::new(next));
-    }
-
-    /// Receivers currently indexed for `owner`, by path.
-    pub fn receivers_of(&self, owner: &Scope) -> Vec<String> {
-        self.lock()
-            .receivers_by_owner
-            .get(owner)
-            .cloned()
-            .unwrap_or_default()
+        true
     }
 
     /// Adds or updates one Warehouse. Tag rules are recompiled only when the
@@ -539,6 +551,13 @@ mod tests {
             BTreeSet::from(["/harbor/b", "/harbor/c"])
         );
         assert_eq!(index.snapshot().receiver("/harbor/b").unwrap().name, "b");
+        // The same set again publishes nothing; another digest does.
+        let before = index.snapshot();
+        assert!(!index.set_receivers(&p, vec![("/harbor/b".into(), entry(p.clone(), "b"))]));
+        assert!(Arc::ptr_eq(&before, &index.snapshot()));
+        let mut rotated = entry(p.clone(), "b");
+        rotated.token = TokenDigest::of(b"rotated");
+        assert!(index.set_receivers(&p, vec![("/harbor/b".into(), rotated)]));
         index.set_receivers(&p, vec![]);
         assert_eq!(
             index.snapshot().receiver_paths(),

@@ -340,22 +340,7 @@ pub async fn reconcile<K: ConfigResource>(
             .is_some_and(|o| o.uid() == obj.uid());
         if live {
             let count = entries.len();
-            // Publishing a snapshot costs a copy of the index: only when
-            // something changed (paths, or the digest/name behind a path).
-            let unchanged = {
-                let snapshot = shared.index.snapshot();
-                let mut before = shared.index.receivers_of(&scope);
-                let mut now: Vec<&String> = entries.iter().map(|(p, _)| p).collect();
-                before.sort();
-                now.sort();
-                now.len() == before.len()
-                    && now.iter().zip(&before).all(|(a, b)| *a == b)
-                    && entries
-                        .iter()
-                        .all(|(p, e)| snapshot.receiver(p).is_some_and(|old| **old == *e))
-            };
-            if !unchanged {
-                shared.index.set_receivers(&scope, entries);
+            if shared.index.set_receivers(&scope, entries) {
                 tracing::info!(receivers = count, "index updated");
             }
             lock(&ctx.owners).insert(scope.clone(), ObjectRef::from_obj(obj.as_ref()));
