@@ -259,20 +259,20 @@ impl Index {
     pub fn upsert_warehouse(&self, warehouse: &Warehouse) -> IndexProblems {
         let mut problems = Vec::new();
         let mut master = self.lock();
-        let Some(indexed) = index_warehouse(&master, warehouse, &mut problems) else {
-            return problems;
-        };
+        let indexed = index_warehouse(&master, warehouse, &mut problems);
+        let old = master.warehouses.get(&indexed.warehouse).cloned();
         // Metadata-only changes (our own refresh annotation among them) keep
         // the generation: nothing to publish, and no O(n) snapshot copy.
-        if master
-            .warehouses
-            .get(&indexed.warehouse)
-            .is_some_and(|old| Arc::ptr_eq(old, &indexed))
-        {
+        if old.as_ref().is_some_and(|old| Arc::ptr_eq(old, &indexed)) {
             return problems;
         }
         let mut next = Snapshot::clone(&self.current.load());
-        apply(&mut master, &mut next, indexed);
+        if let Some(old) = old {
+            unlink(&mut next, &old);
+        }
+        link(&mut next, &indexed);
+        master.warehouses.insert(indexed.warehouse.clone(), indexed);
+        next.warehouse_count = master.warehouses.len();
         self.current.store(Arc::new(next));
         problems
     }
@@ -306,9 +306,8 @@ impl Index {
             warehouses: HashMap::new(),
         };
         for wh in warehouses {
-            if let Some(indexed) = index_warehouse(&master, wh, &mut problems) {
-                fresh.warehouses.insert(indexed.warehouse.clone(), indexed);
-            }
+            let indexed = index_warehouse(&master, wh, &mut problems);
+            fresh.warehouses.insert(indexed.warehouse.clone(), indexed);
         }
         let mut next = Snapshot {
             receivers: self.current.load().receivers.clone(),
@@ -324,13 +323,14 @@ impl Index {
     }
 }
 
-/// Compiles a Warehouse's subscriptions unless its generation is already
-/// indexed (then returns the indexed one unchanged, as `None`).
+/// Compiles a Warehouse's subscriptions, unless its generation is already
+/// indexed: then returns the indexed one itself (same `Arc`), and its
+/// problems were reported when it was compiled.
 fn index_warehouse(
     master: &Master,
     warehouse: &Warehouse,
     problems: &mut Vec<String>,
-) -> Option<Arc<IndexedWarehouse>> {
+) -> Arc<IndexedWarehouse> {
     let key = WarehouseRef {
         namespace: warehouse.namespace().unwrap_or_default(),
         name: warehouse.name_any(),
@@ -338,7 +338,7 @@ fn index_warehouse(
     let generation = warehouse.metadata.generation;
     if let Some(existing) = master.warehouses.get(&key) {
         if generation.is_some() && existing.generation == generation {
-            return Some(existing.clone());
+            return existing.clone();
         }
     }
     let mut subscriptions = Vec::new();
@@ -372,24 +372,11 @@ fn index_warehouse(
             filter,
         });
     }
-    Some(Arc::new(IndexedWarehouse {
+    Arc::new(IndexedWarehouse {
         warehouse: key,
         generation,
         subscriptions,
-    }))
-}
-
-fn apply(master: &mut Master, next: &mut Snapshot, indexed: Arc<IndexedWarehouse>) {
-    if let Some(old) = master.warehouses.get(&indexed.warehouse) {
-        if Arc::ptr_eq(old, &indexed) {
-            return;
-        }
-        let old = old.clone();
-        unlink(next, &old);
-    }
-    link(next, &indexed);
-    master.warehouses.insert(indexed.warehouse.clone(), indexed);
-    next.warehouse_count = master.warehouses.len();
+    })
 }
 
 fn link(next: &mut Snapshot, indexed: &Arc<IndexedWarehouse>) {
