@@ -207,11 +207,15 @@ impl MetricsServer {
             header_read_timeout: self.shared.config.header_read_timeout,
             shutdown_timeout: self.shared.config.shutdown_timeout,
         };
-        let metrics = self.shared.metrics.clone();
+        let shared = self.shared.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let metrics = metrics.clone();
+            let shared = shared.clone();
             async move {
                 let response = if request.uri().path() == "/metrics" {
+                    // Index sizes are read when scraped rather than mirrored
+                    // into the gauges by every index writer.
+                    let metrics = &shared.metrics;
+                    metrics.set_index_sizes(shared.index.snapshot().sizes());
                     let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
                     response.headers_mut().insert(
                         CONTENT_TYPE,
@@ -355,5 +359,79 @@ async fn serve_connection<I, S>(
     if let Err(error) = watcher.watch(connection).await {
         // Header timeouts, resets, malformed requests: the client's doing.
         tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Readiness;
+    use crate::config::{Cli, Command};
+    use crate::index::Index;
+    use crate::metrics::Metrics;
+    use clap::Parser;
+    use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_scrape_reports_the_current_index_sizes() {
+        let config = match Cli::try_parse_from([
+            "kargo-harbor-receiver",
+            "run",
+            "--base-url",
+            "https://x",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::Run(c) => *c,
+            Command::Crds => unreachable!(),
+        };
+        // Never contacted.
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let shared = Arc::new(Shared {
+            config,
+            client,
+            index: Arc::new(Index::new()),
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(Readiness::default()),
+        });
+        let mut w = Warehouse::new(
+            "w",
+            WarehouseSpec {
+                interval: None,
+                subscriptions: vec![Subscription::image(ImageSubscription {
+                    repo_url: "h/app".into(),
+                    ..Default::default()
+                })],
+            },
+        );
+        w.metadata.namespace = Some("p".into());
+        shared.index.upsert_warehouse(&w);
+        let server = MetricsServer::bind(shared.clone()).await.unwrap();
+        let addr = server.local_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.serve(shutdown.clone()));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        assert!(
+            text.contains("kargo_harbor_receiver_index_warehouses 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kargo_harbor_receiver_index_repository_keys 1\n"),
+            "{text}"
+        );
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
     }
 }

@@ -193,9 +193,6 @@ impl<K: ConfigResource> Context<K> {
             }
             live
         });
-        self.shared
-            .metrics
-            .set_index_sizes(self.shared.index.snapshot().sizes());
     }
 
     /// Whether the object `key` (see [`key_of`]) was reconciled once.
@@ -227,9 +224,6 @@ impl<K: ConfigResource> Context<K> {
                 tracing::info!(config = %key_of(obj), "config deleted: receivers removed");
             }
             lock(&self.failures).remove(&key_of(obj));
-            self.shared
-                .metrics
-                .set_index_sizes(self.shared.index.snapshot().sizes());
         }
     }
 }
@@ -347,9 +341,6 @@ pub async fn reconcile<K: ConfigResource>(
         }
     }
     lock(&ctx.reconciled).insert(key.clone());
-    shared
-        .metrics
-        .set_index_sizes(shared.index.snapshot().sizes());
 
     // Status and Events: leader only, and only if something changed.
     let retrying = first_error.as_ref().map(|e| match e {

@@ -94,25 +94,16 @@ pub async fn run(shared: Arc<Shared>, synced: watch::Sender<bool>, shutdown: Can
                 log.report(&ids, problems);
                 tracing::info!(count = buffer.len(), "Warehouses indexed");
                 buffer = Vec::new();
-                shared
-                    .metrics
-                    .set_index_sizes(shared.index.snapshot().sizes());
                 synced.send_replace(true);
             }
             Ok(watcher::Event::Apply(w)) => {
                 let problems = shared.index.upsert_warehouse(&w);
                 log.report(&[id(&w)], problems);
-                shared
-                    .metrics
-                    .set_index_sizes(shared.index.snapshot().sizes());
             }
             Ok(watcher::Event::Delete(w)) => {
                 let (ns, name, _) = id(&w);
                 shared.index.remove_warehouse(&ns, &name);
                 log.forget(&ns, &name);
-                shared
-                    .metrics
-                    .set_index_sizes(shared.index.snapshot().sizes());
             }
             Err(e) => {
                 restarts.inc();
