@@ -142,7 +142,7 @@ pub struct Context<K: ConfigResource> {
     /// Raised at the first `InitDone` of the watch (readiness).
     synced: watch::Sender<bool>,
     /// Keys reconciled into the index at least once (readiness).
-    pub reconciled: Mutex<HashSet<String>>,
+    reconciled: Mutex<HashSet<String>>,
     /// Consecutive failures per object (error backoff).
     failures: Mutex<HashMap<String, u32>>,
     /// Which object owns each scope we put receivers in the index for.
@@ -187,8 +187,7 @@ impl<K: ConfigResource> Context<K> {
         owners.retain(|scope, r| {
             let live = self.store.get(r).is_some();
             if !live {
-                self.shared.index.set_receivers(scope, Vec::new());
-                self.secrets.retain(scope, &[]);
+                self.drop_receivers(scope);
                 tracing::info!(object = %r, "config gone after relist: receivers removed");
             }
             live
@@ -217,14 +216,22 @@ impl<K: ConfigResource> Context<K> {
         let _guard = lock(&self.index_lock);
         if self.store.get(&ObjectRef::from_obj(obj)).is_none() {
             let scope = obj.scope();
+            let key = key_of(obj);
             if obj.invalid().is_none() {
                 lock(&self.owners).remove(&scope);
-                self.shared.index.set_receivers(&scope, Vec::new());
-                self.secrets.retain(&scope, &[]);
-                tracing::info!(config = %key_of(obj), "config deleted: receivers removed");
+                self.drop_receivers(&scope);
+                tracing::info!(config = %key, "config deleted: receivers removed");
             }
-            lock(&self.failures).remove(&key_of(obj));
+            lock(&self.failures).remove(&key);
+            lock(&self.reconciled).remove(&key);
         }
+    }
+
+    /// Takes `scope`'s receivers out of the index and forgets what was
+    /// derived from their Secrets.
+    fn drop_receivers(&self, scope: &Scope) {
+        self.shared.index.set_receivers(scope, Vec::new());
+        self.secrets.retain(scope, &[]);
     }
 }
 
@@ -446,4 +453,88 @@ pub fn error_policy<K: ConfigResource>(
         .min(Duration::from_secs(30));
     tracing::warn!(config = %key, error = %error, ?delay, "reconcile failed; retrying");
     Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Readiness;
+    use crate::config::{Cli, Command};
+    use crate::index::{Index, ReceiverEntry};
+    use crate::metrics::Metrics;
+    use crate::token::TokenDigest;
+    use clap::Parser;
+    use kargo_api::ProjectConfigSpec;
+    use kube::runtime::events::Reporter;
+    use kube::runtime::reflector;
+
+    #[tokio::test]
+    async fn a_deleted_config_is_forgotten_entirely() {
+        let config = match Cli::try_parse_from(["x", "run", "--base-url", "https://h"])
+            .unwrap()
+            .command
+        {
+            Command::Run(c) => *c,
+            Command::Crds => unreachable!(),
+        };
+        // Never contacted.
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let secrets = Arc::new(SecretReader::new(
+            client.clone(),
+            &config,
+            Default::default(),
+        ));
+        let shared = Arc::new(Shared {
+            config,
+            client: client.clone(),
+            index: Arc::new(Index::new()),
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(Readiness::default()),
+        });
+        // An empty store: the object is gone.
+        let (store, _writer) = reflector::store::<ProjectConfig>();
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: crate::NAME.into(),
+                instance: None,
+            },
+        );
+        let ctx = Context::new(
+            shared.clone(),
+            secrets,
+            Arc::new(Leadership::new()),
+            store,
+            recorder,
+            Arc::new(Mutex::new(())),
+        );
+        let mut pc = ProjectConfig::new(
+            "p",
+            ProjectConfigSpec {
+                webhook_receivers: vec![],
+            },
+        );
+        pc.metadata.namespace = Some("p".into());
+        let scope = pc.scope();
+        shared.index.set_receivers(
+            &scope,
+            vec![(
+                "/harbor/x".into(),
+                ReceiverEntry {
+                    scope: scope.clone(),
+                    name: "r".into(),
+                    token: TokenDigest::of(b"t"),
+                },
+            )],
+        );
+        lock(&ctx.reconciled).insert(key_of(&pc));
+        ctx.failed(&key_of(&pc));
+
+        ctx.forget(&pc);
+        assert!(shared.index.snapshot().receiver("/harbor/x").is_none());
+        assert!(!ctx.was_reconciled(&key_of(&pc)));
+        assert!(lock(&ctx.failures).is_empty());
+    }
 }
