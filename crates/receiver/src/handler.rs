@@ -148,20 +148,29 @@ impl Reply {
 
     /// The HTTP response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let allow = self.status == StatusCode::METHOD_NOT_ALLOWED;
         let body = match self.body {
             Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
             Cow::Owned(s) => Bytes::from(s),
         };
-        let mut response = Response::new(Full::new(body));
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if allow {
-            headers.insert(ALLOW, HeaderValue::from_static("POST"));
+        let mut response = json_response(self.status, body);
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
         }
         response
     }
+}
+
+/// A JSON response: every answer of the webhook listener, /healthz and
+/// /readyz included.
+pub fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// The answer once refreshes are done: Kargo's texts.

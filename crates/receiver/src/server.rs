@@ -44,7 +44,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Shared;
-use crate::handler::{Handler, Reply};
+use crate::handler::{json_response, Handler, Reply};
 use crate::refresh::{KubePatcher, Refresher, RefresherOptions};
 use crate::tls::{self, TlsError};
 use crate::warehouse_events;
@@ -80,12 +80,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 type Body = Full<Bytes>;
 
 fn json(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    json_response(status, Bytes::from_static(body.as_bytes()))
 }
 
 /// The webhook listener.
