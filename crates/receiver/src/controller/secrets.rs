@@ -23,7 +23,7 @@
 //! at once (those are always watched), and `--resync-interval` bounds drift.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use tokio::sync::watch;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -342,9 +342,6 @@ impl SecretReader {
         }
     }
 }
-
-/// Shared handle.
-pub type SharedSecretReader = Arc<SecretReader>;
 
 #[cfg(test)]
 mod tests {
