@@ -35,6 +35,7 @@ use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
+use tokio::sync::Semaphore;
 
 use crate::app::Shared;
 use crate::harbor;
@@ -44,6 +45,13 @@ use crate::refresh::Refresher;
 
 /// Largest accepted body: 2 MiB, as Kargo.
 pub const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// Authorised bodies buffered at once across all connections and h2
+/// streams. Without it the bound would be connections × streams × 2 MiB
+/// (1024 × 64 × 2 MiB) for a client holding a valid token; with it, body
+/// memory stays under 64 × 2 MiB = 128 MiB. Wrong-token bodies are drained,
+/// not kept, and need no permit.
+pub const MAX_BUFFERED_BODIES: usize = 64;
 
 /// An answer: status, metric outcome and JSON body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -357,6 +365,7 @@ pub struct BodyError;
 pub struct Handler {
     shared: Arc<Shared>,
     refresher: Refresher,
+    bodies: Arc<Semaphore>,
 }
 
 struct InFlight(Arc<Metrics>);
@@ -370,7 +379,16 @@ impl Drop for InFlight {
 impl Handler {
     /// A handler over the shared state.
     pub fn new(shared: Arc<Shared>, refresher: Refresher) -> Self {
-        Self { shared, refresher }
+        Self::with_body_budget(shared, refresher, MAX_BUFFERED_BODIES)
+    }
+
+    /// A handler that buffers at most `bodies` authorised bodies at once.
+    fn with_body_budget(shared: Arc<Shared>, refresher: Refresher, bodies: usize) -> Self {
+        Self {
+            shared,
+            refresher,
+            bodies: Arc::new(Semaphore::new(bodies)),
+        }
     }
 
     /// The refresher.
@@ -414,25 +432,33 @@ impl Handler {
                 auth,
                 keep,
             } => {
-                let read =
-                    tokio::time::timeout_at(deadline, read_body(body, MAX_BODY_BYTES, keep)).await;
-                let reply = match read {
+                // The body is read, parsed and dropped under one permit, so
+                // the refresh that may follow holds no body memory.
+                let decided = tokio::time::timeout_at(deadline, async {
+                    let _permit = match keep {
+                        true => self.bodies.acquire().await.ok(),
+                        false => None,
+                    };
+                    read_body(body, MAX_BODY_BYTES, keep)
+                        .await
+                        .map(|read| decide_body(&snapshot, &receiver, auth, &read))
+                })
+                .await;
+                let reply = match decided {
                     Err(_elapsed) => Reply::body_timeout(),
                     Ok(Err(BodyError)) => Reply::invalid_body(),
-                    Ok(Ok(read)) => match decide_body(&snapshot, &receiver, auth, &read) {
-                        BodyDecision::Answer(reply) => reply,
-                        BodyDecision::Refresh(matches) => {
-                            matched = matches.len();
-                            let refresh = self.refresher.refresh(&receiver.name, &matches, arrival);
-                            match tokio::time::timeout_at(deadline, refresh).await {
-                                Err(_elapsed) => Reply::refresh_timeout(),
-                                Ok(summary) => {
-                                    refreshed = summary.refreshed();
-                                    refresh_reply(summary.total, summary.failed)
-                                }
+                    Ok(Ok(BodyDecision::Answer(reply))) => reply,
+                    Ok(Ok(BodyDecision::Refresh(matches))) => {
+                        matched = matches.len();
+                        let refresh = self.refresher.refresh(&receiver.name, &matches, arrival);
+                        match tokio::time::timeout_at(deadline, refresh).await {
+                            Err(_elapsed) => Reply::refresh_timeout(),
+                            Ok(summary) => {
+                                refreshed = summary.refreshed();
+                                refresh_reply(summary.total, summary.failed)
                             }
                         }
-                    },
+                    }
                 };
                 (Some(receiver), reply)
             }
@@ -1014,6 +1040,31 @@ mod handle_tests {
             .metrics
             .encode()
             .contains("webhook_requests_in_flight 0"));
+    }
+
+    #[tokio::test]
+    async fn buffered_bodies_are_bounded_across_requests() {
+        // Budget 1, and the one permit is taken (as by another request whose
+        // body is being buffered): an authorised request cannot buffer its
+        // body and times out, while a wrong-token request (drained, not
+        // kept) is still answered. With the permit back, the push succeeds.
+        let base = handler(false).await;
+        let h = Handler::with_body_budget(base.shared.clone(), base.refresher.clone(), 1);
+        let push = || post(Full::new(Bytes::from_static(PUSH.as_bytes())));
+        let held = h.bodies.clone().acquire_owned().await.unwrap();
+        let blocked = answer(h.handle(push()).await).await;
+        assert_eq!(blocked, (408, "{\"error\":\"request timeout\"}\n".into()));
+        let wrong = Request::post("/harbor/abc")
+            .header("authorization", "wrong")
+            .body(Full::new(Bytes::from_static(PUSH.as_bytes())))
+            .unwrap();
+        let wrong = answer(h.handle(wrong).await).await;
+        assert_eq!(wrong, (401, "{\"error\":\"unauthorized\"}\n".into()));
+        drop(held);
+        let again = answer(h.handle(push()).await).await;
+        assert_eq!(again.0, 200, "{again:?}");
+        // The permit is returned after each request.
+        assert_eq!(h.bodies.available_permits(), 1);
     }
 
     #[tokio::test]
