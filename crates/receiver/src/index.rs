@@ -8,7 +8,7 @@
 //! never wait: writers build the next snapshot aside and publish it with one
 //! atomic store. Writers are serialised by a mutex that readers never touch.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -179,6 +179,11 @@ impl Snapshot {
 #[derive(Default)]
 struct Master {
     receivers_by_owner: HashMap<Scope, Vec<String>>,
+    /// Who claims each path. Kargo's derivation concatenates project,
+    /// receiver name and token without separators, so two owners can derive
+    /// the same path ("a"+"bc" and "ab"+"c" with one token); removing one
+    /// must not take the other's route away.
+    claims: HashMap<String, BTreeMap<Scope, Arc<ReceiverEntry>>>,
     warehouses: HashMap<WarehouseRef, Arc<IndexedWarehouse>>,
 }
 
@@ -237,15 +242,31 @@ impl Index {
             return false;
         }
         let mut next = Snapshot::clone(&current);
-        if let Some(old) = master.receivers_by_owner.remove(owner) {
-            for path in old {
-                next.receivers.remove(&path);
+        let old = master.receivers_by_owner.remove(owner).unwrap_or_default();
+        for path in &old {
+            if let Some(claims) = master.claims.get_mut(path) {
+                claims.remove(owner);
+                if claims.is_empty() {
+                    master.claims.remove(path);
+                }
             }
         }
         let mut paths = Vec::with_capacity(receivers.len());
         for (path, entry) in receivers {
-            next.receivers.insert(path.clone(), Arc::new(entry));
+            master
+                .claims
+                .entry(path.clone())
+                .or_default()
+                .insert(owner.clone(), Arc::new(entry));
             paths.push(path);
+        }
+        // Each touched path routes to its first claimant (a stable choice
+        // when two owners collide), or nowhere.
+        for path in old.iter().chain(&paths) {
+            match master.claims.get(path).and_then(|c| c.values().next()) {
+                Some(entry) => next.receivers.insert(path.clone(), entry.clone()),
+                None => next.receivers.remove(path),
+            };
         }
         if !paths.is_empty() {
             master.receivers_by_owner.insert(owner.clone(), paths);
@@ -303,6 +324,7 @@ impl Index {
         let mut master = self.lock();
         let mut fresh = Master {
             receivers_by_owner: std::mem::take(&mut master.receivers_by_owner),
+            claims: std::mem::take(&mut master.claims),
             warehouses: HashMap::new(),
         };
         for wh in warehouses {
@@ -556,6 +578,26 @@ mod tests {
             index.snapshot().receiver_paths(),
             BTreeSet::from(["/harbor/c"])
         );
+    }
+
+    #[test]
+    fn colliding_paths_survive_the_removal_of_one_owner() {
+        // "a" + "bc" and "ab" + "c" derive the same path with one token.
+        let index = Index::new();
+        let (a, ab) = (Scope::Project("a".into()), Scope::Project("ab".into()));
+        let entry = |scope: &Scope, name: &str| ReceiverEntry {
+            scope: scope.clone(),
+            name: name.into(),
+            token: TokenDigest::of(b"t"),
+        };
+        let path = "/harbor/same".to_string();
+        index.set_receivers(&a, vec![(path.clone(), entry(&a, "bc"))]);
+        index.set_receivers(&ab, vec![(path.clone(), entry(&ab, "c"))]);
+        assert_eq!(index.snapshot().receiver(&path).unwrap().scope, a);
+        index.set_receivers(&a, vec![]);
+        assert_eq!(index.snapshot().receiver(&path).unwrap().scope, ab);
+        index.set_receivers(&ab, vec![]);
+        assert!(index.snapshot().receiver(&path).is_none());
     }
 
     #[test]
