@@ -610,5 +610,11 @@ mod tests {
         let problems = index.upsert_warehouse(&w);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(index.snapshot().sizes().warehouses, 1);
+        // Reported once per generation: not again for a metadata-only event
+        // or a relist of the same generation, again for a new generation.
+        assert!(index.upsert_warehouse(&w).is_empty());
+        assert!(index.replace_warehouses([&w]).is_empty());
+        w.metadata.generation = Some(2);
+        assert_eq!(index.upsert_warehouse(&w).len(), 1);
     }
 }
