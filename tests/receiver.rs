@@ -329,11 +329,11 @@ async fn every_row_of_the_table() {
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
     for needle in [
-        r#"kargo_harbor_receiver_webhook_requests_total{project="p1",receiver="recv",outcome="Refreshed"} 2"#,
-        r#"kargo_harbor_receiver_webhook_requests_total{project="",receiver="",outcome="NotFound"} 3"#,
-        r#"kargo_harbor_receiver_webhook_requests_total{project="p1",receiver="recv",outcome="MethodNotAllowed"} 3"#,
-        r#"kargo_harbor_receiver_webhook_requests_total{project="p1",receiver="recv",outcome="Unauthorized"} 2"#,
-        r#"kargo_harbor_receiver_warehouse_refreshes_total{result="Patched"} 1"#,
+        r#"kargo_harbor_receiver_webhook_requests_total{project="p1",receiver="recv",outcome="refreshed"} 2"#,
+        r#"kargo_harbor_receiver_webhook_requests_total{project="",receiver="",outcome="not_found"} 3"#,
+        r#"kargo_harbor_receiver_webhook_requests_total{project="p1",receiver="recv",outcome="method_not_allowed"} 3"#,
+        r#"kargo_harbor_receiver_webhook_requests_total{project="p1",receiver="recv",outcome="unauthorized"} 2"#,
+        r#"kargo_harbor_receiver_warehouse_refreshes_total{result="patched"} 1"#,
         "kargo_harbor_receiver_webhook_requests_in_flight 0",
     ] {
         assert!(m.body.contains(needle), "{needle} not in\n{}", m.body);

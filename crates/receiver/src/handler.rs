@@ -489,7 +489,7 @@ impl Handler {
             receiver = name,
             project,
             method = %parts.method,
-            outcome = ?reply.outcome,
+            outcome = reply.outcome.as_str(),
             status = reply.status.as_u16(),
             matched,
             refreshed,
@@ -1015,7 +1015,7 @@ mod handle_tests {
         let text = h.shared.metrics.encode();
         assert!(
             text.contains(
-                r#"webhook_requests_total{project="p",receiver="recv",outcome="Refreshed"} 1"#
+                r#"webhook_requests_total{project="p",receiver="recv",outcome="refreshed"} 1"#
             ),
             "{text}"
         );
@@ -1077,6 +1077,6 @@ mod handle_tests {
         .await;
         assert_eq!(got, (503, "{\"error\":\"request timeout\"}\n".into()));
         let text = h.shared.metrics.encode();
-        assert!(text.contains(r#"outcome="Timeout"} 1"#), "{text}");
+        assert!(text.contains(r#"outcome="timeout"} 1"#), "{text}");
     }
 }

@@ -5,7 +5,7 @@
 //! operator controls. Request paths never become labels (scanners would
 //! create unbounded series).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use crate::index::Sizes;
 
 /// Which config a reconcile was about.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ConfigKind {
     /// A ProjectConfig.
     ProjectConfig,
@@ -24,7 +24,7 @@ pub enum ConfigKind {
 }
 
 /// How a reconcile ended.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ReconcileResult {
     /// All receivers synced.
     Ready,
@@ -58,7 +58,7 @@ pub struct ResourceLabels {
 }
 
 /// The answer given to a webhook request, one per row of DESIGN.md's table.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Outcome {
     /// 200, refreshes applied.
     Refreshed,
@@ -101,7 +101,7 @@ pub struct OutcomeLabels {
 }
 
 /// How one Warehouse refresh ended.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RefreshResult {
     /// Patched.
     Patched,
@@ -118,6 +118,55 @@ pub enum RefreshResult {
 pub struct RefreshLabels {
     /// How it ended.
     pub result: RefreshResult,
+}
+
+/// Label values in Prometheus' usual snake_case (`outcome="not_found"`),
+/// one fixed string per variant.
+macro_rules! snake_case_label_values {
+    ($($enum:ident { $($variant:ident => $text:literal),+ $(,)? })+) => {$(
+        impl $enum {
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl EncodeLabelValue for $enum {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                EncodeLabelValue::encode(&self.as_str(), encoder)
+            }
+        }
+    )+};
+}
+
+snake_case_label_values! {
+    ConfigKind {
+        ProjectConfig => "project_config",
+        ClusterConfig => "cluster_config",
+    }
+    ReconcileResult {
+        Ready => "ready",
+        NotReady => "not_ready",
+        Error => "error",
+    }
+    Outcome {
+        Refreshed => "refreshed",
+        NotFound => "not_found",
+        MethodNotAllowed => "method_not_allowed",
+        PayloadTooLarge => "payload_too_large",
+        MissingAuthorization => "missing_authorization",
+        Unauthorized => "unauthorized",
+        InvalidBody => "invalid_body",
+        UnsupportedEvent => "unsupported_event",
+        RefreshFailed => "refresh_failed",
+        Timeout => "timeout",
+    }
+    RefreshResult {
+        Patched => "patched",
+        Shared => "shared",
+        NotFound => "not_found",
+        Failed => "failed",
+    }
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -297,7 +346,7 @@ mod tests {
         });
         let text = m.encode();
         for needle in [
-            r#"kargo_harbor_receiver_webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="Refreshed"} 1"#,
+            r#"kargo_harbor_receiver_webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="refreshed"} 1"#,
             "kargo_harbor_receiver_index_warehouses 3",
             "kargo_harbor_receiver_refresh_patch_duration_seconds_bucket",
         ] {
