@@ -163,14 +163,7 @@ fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
 mod tests {
     use super::*;
 
-    fn run(args: &[&str]) -> Result<Config, clap::Error> {
-        let mut argv = vec!["kargo-harbor-receiver", "run"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).map(|cli| match cli.command {
-            Command::Run(c) => *c,
-            Command::Crds => unreachable!("parsed run"),
-        })
-    }
+    use crate::testing::parse as run;
 
     #[test]
     fn defaults() {

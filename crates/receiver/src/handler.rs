@@ -884,11 +884,9 @@ mod handle_tests {
 
     use super::*;
     use crate::app::Readiness;
-    use crate::config::{Cli, Command};
     use crate::index::{Index, Scope};
     use crate::refresh::{PatchError, Patcher, RefresherOptions};
     use crate::token::TokenDigest;
-    use clap::Parser;
     use futures::future::BoxFuture;
     use futures::FutureExt;
     use http_body_util::StreamBody;
@@ -920,26 +918,16 @@ mod handle_tests {
     }
 
     async fn handler(hang: bool) -> Handler {
-        let config = match Cli::try_parse_from([
-            "kargo-harbor-receiver",
-            "run",
+        let config = crate::testing::config(&[
             "--base-url",
             "https://x",
             "--request-timeout",
             "300ms",
             "--api-timeout",
             "60s",
-        ])
-        .unwrap()
-        .command
-        {
-            Command::Run(c) => *c,
-            Command::Crds => unreachable!(),
-        };
+        ]);
         // Never contacted: the fake patcher stands in for the API server.
-        let client =
-            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
-                .unwrap();
+        let client = crate::testing::offline_client();
         let index = Arc::new(Index::new());
         let scope = Scope::Project("p".into());
         index.set_receivers(

@@ -19,6 +19,8 @@ pub mod refresh;
 pub mod repository;
 pub mod server;
 pub mod tags;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod token;
 pub mod warehouse_events;

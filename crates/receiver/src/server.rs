@@ -361,33 +361,17 @@ async fn serve_connection<I, S>(
 mod tests {
     use super::*;
     use crate::app::Readiness;
-    use crate::config::{Cli, Command};
     use crate::index::Index;
     use crate::metrics::Metrics;
-    use clap::Parser;
     use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn a_scrape_reports_the_current_index_sizes() {
-        let config = match Cli::try_parse_from([
-            "kargo-harbor-receiver",
-            "run",
-            "--base-url",
-            "https://x",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .unwrap()
-        .command
-        {
-            Command::Run(c) => *c,
-            Command::Crds => unreachable!(),
-        };
+        let config =
+            crate::testing::config(&["--base-url", "https://x", "--metrics-listen", "127.0.0.1:0"]);
         // Never contacted.
-        let client =
-            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
-                .unwrap();
+        let client = crate::testing::offline_client();
         let shared = Arc::new(Shared {
             config,
             client,

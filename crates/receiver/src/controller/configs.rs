@@ -459,28 +459,18 @@ pub fn error_policy<K: ConfigResource>(
 mod tests {
     use super::*;
     use crate::app::Readiness;
-    use crate::config::{Cli, Command};
     use crate::index::{Index, ReceiverEntry};
     use crate::metrics::Metrics;
     use crate::token::TokenDigest;
-    use clap::Parser;
     use kargo_api::ProjectConfigSpec;
     use kube::runtime::events::Reporter;
     use kube::runtime::reflector;
 
     #[tokio::test]
     async fn a_deleted_config_is_forgotten_entirely() {
-        let config = match Cli::try_parse_from(["x", "run", "--base-url", "https://h"])
-            .unwrap()
-            .command
-        {
-            Command::Run(c) => *c,
-            Command::Crds => unreachable!(),
-        };
+        let config = crate::testing::config(&["--base-url", "https://h"]);
         // Never contacted.
-        let client =
-            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
-                .unwrap();
+        let client = crate::testing::offline_client();
         let secrets = Arc::new(SecretReader::new(
             client.clone(),
             &config,

@@ -346,23 +346,14 @@ impl SecretReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Cli, Command};
-    use clap::Parser;
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 
     #[tokio::test]
     async fn a_token_that_is_not_utf8_gets_kargos_path() {
-        let config = match Cli::try_parse_from(["x", "run", "--base-url", "https://h"])
-            .unwrap()
-            .command
-        {
-            Command::Run(c) => *c,
-            Command::Crds => unreachable!(),
-        };
+        let config = crate::testing::config(&["--base-url", "https://h"]);
         // Never contacted: `derive` does no I/O.
-        let client =
-            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let client = crate::testing::offline_client();
         let reader = SecretReader::new(client, &config, SecretStores::default());
         let token = b"tok\xffen".to_vec();
         let secret = Secret {
