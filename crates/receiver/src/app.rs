@@ -65,6 +65,19 @@ pub struct Shared {
     pub ready: Arc<Readiness>,
 }
 
+impl Shared {
+    /// Fresh shared state: an empty index, new metrics, not ready.
+    pub fn new(config: Config, client: kube::Client) -> Self {
+        Self {
+            config,
+            client,
+            index: Arc::new(Index::new()),
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(Readiness::default()),
+        }
+    }
+}
+
 /// A started program, for `run` and for in-process end-to-end tests.
 pub struct Running {
     /// The shared state (index, metrics, readiness).
@@ -84,13 +97,7 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
     // One rustls provider for the whole process (kube's client and our TLS
     // listener): ring.
     crate::tls::provider();
-    let shared = Arc::new(Shared {
-        config,
-        client,
-        index: Arc::new(Index::new()),
-        metrics: Arc::new(Metrics::new()),
-        ready: Arc::new(Readiness::default()),
-    });
+    let shared = Arc::new(Shared::new(config, client));
     let shutdown = CancellationToken::new();
     let web = server::WebhookServer::bind(shared.clone()).await?;
     let metrics = server::MetricsServer::bind(shared.clone()).await?;

@@ -503,41 +503,24 @@ impl Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Index, Scope};
-    use crate::token::TokenDigest;
-    use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
+    use crate::index::Index;
+    use kargo_api::ImageSubscription;
 
     const PATH: &str = "/harbor/abc";
     const TOKEN: &[u8] = b"s3cret";
 
     fn index() -> Index {
         let index = Index::new();
-        let scope = Scope::Project("p".into());
-        index.set_receivers(
-            &scope,
-            vec![(
-                PATH.into(),
-                ReceiverEntry {
-                    scope: scope.clone(),
-                    name: "recv".into(),
-                    token: TokenDigest::of(TOKEN),
-                },
-            )],
-        );
-        let mut w = Warehouse::new(
+        crate::testing::register_receiver(&index, "p", PATH, TOKEN);
+        index.upsert_warehouse(&crate::testing::image_warehouse(
+            "p",
             "w",
-            WarehouseSpec {
-                interval: None,
-                subscriptions: vec![Subscription::image(ImageSubscription {
-                    repo_url: "harbor.example.com/library/app".into(),
-                    constraint: Some("^1".into()),
-                    ..Default::default()
-                })],
+            ImageSubscription {
+                repo_url: "harbor.example.com/library/app".into(),
+                constraint: Some("^1".into()),
+                ..Default::default()
             },
-        );
-        w.metadata.namespace = Some("p".into());
-        w.metadata.generation = Some(1);
-        index.upsert_warehouse(&w);
+        ));
         index
     }
 
@@ -883,16 +866,13 @@ mod handle_tests {
     //! metrics and the in-flight gauge.
 
     use super::*;
-    use crate::app::Readiness;
-    use crate::index::{Index, Scope};
     use crate::refresh::{PatchError, Patcher, RefresherOptions};
-    use crate::token::TokenDigest;
     use futures::future::BoxFuture;
     use futures::FutureExt;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
     use k8s_openapi::api::core::v1::ObjectReference;
-    use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
+    use kargo_api::ImageSubscription;
     use std::time::Duration;
 
     /// Succeeds at once, or never answers (`hang`).
@@ -928,39 +908,19 @@ mod handle_tests {
         ]);
         // Never contacted: the fake patcher stands in for the API server.
         let client = crate::testing::offline_client();
-        let index = Arc::new(Index::new());
-        let scope = Scope::Project("p".into());
-        index.set_receivers(
-            &scope,
-            vec![(
-                "/harbor/abc".into(),
-                ReceiverEntry {
-                    scope: scope.clone(),
-                    name: "recv".into(),
-                    token: TokenDigest::of(b"t"),
-                },
-            )],
-        );
-        let mut w = Warehouse::new(
-            "w",
-            WarehouseSpec {
-                interval: None,
-                subscriptions: vec![Subscription::image(ImageSubscription {
+        let shared = Arc::new(Shared::new(config, client));
+        crate::testing::register_receiver(&shared.index, "p", "/harbor/abc", b"t");
+        shared
+            .index
+            .upsert_warehouse(&crate::testing::image_warehouse(
+                "p",
+                "w",
+                ImageSubscription {
                     repo_url: "h/app".into(),
                     ..Default::default()
-                })],
-            },
-        );
-        w.metadata.namespace = Some("p".into());
-        index.upsert_warehouse(&w);
-        let metrics = Arc::new(Metrics::new());
-        let shared = Arc::new(Shared {
-            config,
-            client,
-            index,
-            metrics: metrics.clone(),
-            ready: Arc::new(Readiness::default()),
-        });
+                },
+            ));
+        let metrics = shared.metrics.clone();
         let refresher = Refresher::new(
             Arc::new(FakePatcher { hang }),
             metrics,

@@ -360,10 +360,7 @@ async fn serve_connection<I, S>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Readiness;
-    use crate::index::Index;
-    use crate::metrics::Metrics;
-    use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
+    use kargo_api::ImageSubscription;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
@@ -372,24 +369,15 @@ mod tests {
             crate::testing::config(&["--base-url", "https://x", "--metrics-listen", "127.0.0.1:0"]);
         // Never contacted.
         let client = crate::testing::offline_client();
-        let shared = Arc::new(Shared {
-            config,
-            client,
-            index: Arc::new(Index::new()),
-            metrics: Arc::new(Metrics::new()),
-            ready: Arc::new(Readiness::default()),
-        });
-        let mut w = Warehouse::new(
+        let shared = Arc::new(Shared::new(config, client));
+        let w = crate::testing::image_warehouse(
+            "p",
             "w",
-            WarehouseSpec {
-                interval: None,
-                subscriptions: vec![Subscription::image(ImageSubscription {
-                    repo_url: "h/app".into(),
-                    ..Default::default()
-                })],
+            ImageSubscription {
+                repo_url: "h/app".into(),
+                ..Default::default()
             },
         );
-        w.metadata.namespace = Some("p".into());
         shared.index.upsert_warehouse(&w);
         let server = MetricsServer::bind(shared.clone()).await.unwrap();
         let addr = server.local_addr();

@@ -458,9 +458,7 @@ pub fn error_policy<K: ConfigResource>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Readiness;
-    use crate::index::{Index, ReceiverEntry};
-    use crate::metrics::Metrics;
+    use crate::index::ReceiverEntry;
     use crate::token::TokenDigest;
     use kargo_api::ProjectConfigSpec;
     use kube::runtime::events::Reporter;
@@ -476,13 +474,7 @@ mod tests {
             &config,
             Default::default(),
         ));
-        let shared = Arc::new(Shared {
-            config,
-            client: client.clone(),
-            index: Arc::new(Index::new()),
-            metrics: Arc::new(Metrics::new()),
-            ready: Arc::new(Readiness::default()),
-        });
+        let shared = Arc::new(Shared::new(config, client.clone()));
         // An empty store: the object is gone.
         let (store, _writer) = reflector::store::<ProjectConfig>();
         let recorder = Recorder::new(
