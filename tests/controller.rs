@@ -55,12 +55,7 @@ fn ready_message(status: &ConfigStatus) -> String {
 }
 
 async fn wait_ready(running: &Running) {
-    let ready = running.shared.ready.clone();
-    wait_until(WAIT, "readiness", || {
-        let ready = ready.clone();
-        async move { ready.is_ready() }
-    })
-    .await;
+    wait_until(WAIT, "readiness", || async { running.is_ready() }).await;
 }
 
 async fn wait_index_has(running: &Running, path: &str) -> Duration {
@@ -73,20 +68,18 @@ async fn wait_index_lacks(running: &Running, path: &str) -> Duration {
 
 /// Waits until `path` is in the index (`present`) or not; returns the time it took.
 async fn wait_index(running: &Running, path: &str, present: bool, what: &str) -> Duration {
-    let index = running.shared.index.clone();
+    let index = running.index().clone();
     wait_until(WAIT, what, || {
         let index = index.clone();
         let path = path.to_owned();
-        async move { index.snapshot().receiver(&path).is_some() == present }
+        async move { index.routes.lookup(&path).is_some() == present }
     })
     .await
 }
 
 async fn wait_leader(running: &Running) {
-    let metrics = running.shared.metrics.clone();
-    wait_until(WAIT, "leadership", || {
-        let m = metrics.clone();
-        async move { m.leader.get() == 1 }
+    wait_until(WAIT, "leadership", || async {
+        running.metrics().controller.leader.get() == 1
     })
     .await;
 }
@@ -180,14 +173,8 @@ async fn secret_and_project_config_give_the_design_vector_url() {
     assert_eq!(ready.reason, "Synced");
     assert_eq!(status.observed_generation, Some(1));
     assert!(condition(&status, "Reconciling").is_none());
-    let entry = running
-        .shared
-        .index
-        .snapshot()
-        .receiver(VECTOR_PATH)
-        .cloned()
-        .unwrap();
-    assert_eq!(entry.scope, Scope::Project(PROJECT.into()));
+    let entry = running.index().routes.lookup(VECTOR_PATH).unwrap();
+    assert_eq!(entry.scope, Scope::project_of(PROJECT));
     assert_eq!(entry.name, RECEIVER);
     assert!(entry.token.verify(TOKEN.as_bytes()));
     assert!(latency < Duration::from_secs(2), "took {latency:?}");
@@ -216,7 +203,7 @@ async fn missing_secret_then_created_then_key_removed() {
     assert!(ready.message.contains(RECEIVER), "{}", ready.message);
     assert!(ready.message.contains(SECRET), "{}", ready.message);
     assert!(status.webhook_receivers.is_empty());
-    assert!(running.shared.index.snapshot().receiver_paths().is_empty());
+    assert!(running.index().routes.load().paths().is_empty());
 
     let start = Instant::now();
     put_auth_secret(&env.client, PROJECT, SECRET, TOKEN).await;
@@ -280,14 +267,10 @@ async fn rotating_the_secret_moves_the_path() {
         );
         assert_eq!(status.webhook_receivers.len(), 1);
         wait_index_has(&running, &new_path).await;
-        let snap = running.shared.index.snapshot();
-        assert_eq!(snap.receiver_paths().len(), 1, "old path still indexed");
-        assert!(snap
-            .receiver(&new_path)
-            .unwrap()
-            .token
-            .verify(token.as_bytes()));
-        assert!(snap.receiver(VECTOR_PATH).is_none());
+        let snap = running.index().routes.load();
+        assert_eq!(snap.len(), 1, "old path still indexed");
+        assert!(snap.get(&new_path).unwrap().token.verify(token.as_bytes()));
+        assert!(snap.get(VECTOR_PATH).is_none());
         // Requests the controller made for this change (ours: user agent kube-rs;
         // the test's own requests are the PUT/GET of the Secret and status GETs).
         let reqs = env.requests();
@@ -337,12 +320,7 @@ async fn deleting_the_project_config_empties_its_paths() {
         start.elapsed()
     );
     assert!(took < Duration::from_secs(1), "{took:?}");
-    assert!(running
-        .shared
-        .index
-        .snapshot()
-        .receiver(&other_path)
-        .is_some());
+    assert!(running.index().routes.lookup(&other_path).is_some());
 
     // Removing a receiver from the spec removes it too.
     apply_project_config(&env.client, "other", vec![]).await;
@@ -389,7 +367,7 @@ async fn several_receivers_and_foreign_kinds() {
     assert!(msg.contains("gh (github)"), "{msg}");
     wait_index_has(&running, &p1).await;
     wait_index_has(&running, &p2).await;
-    assert_eq!(running.shared.index.snapshot().receiver_paths().len(), 2);
+    assert_eq!(running.index().routes.load().paths().len(), 2);
 
     // One broken receiver does not drop the other.
     delete(&env.secrets(PROJECT), "s2").await;
@@ -401,7 +379,7 @@ async fn several_receivers_and_foreign_kinds() {
         "{msg}"
     );
     wait_index_lacks(&running, &p2).await;
-    assert!(running.shared.index.snapshot().receiver(&p1).is_some());
+    assert!(running.index().routes.lookup(&p1).is_some());
     running.shutdown().await.unwrap();
 }
 
@@ -428,13 +406,7 @@ async fn cluster_config_uses_the_system_resources_namespace() {
     assert_ne!(path, VECTOR_PATH);
     wait_index_has(&running, &path).await;
     assert_eq!(
-        running
-            .shared
-            .index
-            .snapshot()
-            .receiver(&path)
-            .unwrap()
-            .scope,
+        running.index().routes.lookup(&path).unwrap().scope,
         Scope::Cluster
     );
     // Rotation through the system namespace's Secret.
@@ -523,9 +495,8 @@ async fn readiness_waits_for_the_initial_index() {
     let running = env.start_app(&[]).await;
     wait_ready(&running).await;
     // Ready implies: the receiver and the Warehouse are in the index.
-    let snap = running.shared.index.snapshot();
-    assert!(snap.receiver(VECTOR_PATH).is_some());
-    assert_eq!(snap.sizes().warehouses, 1);
+    assert!(running.index().routes.lookup(VECTOR_PATH).is_some());
+    assert_eq!(running.index().sizes().warehouses, 1);
     running.shutdown().await.unwrap();
 }
 
@@ -547,16 +518,16 @@ async fn two_replicas_one_writer_and_handover() {
     wait_ready(&b).await;
     wait_status(&env, PROJECT, "status", is_ready).await;
     // Exactly one leader.
-    let leaders = || a.shared.metrics.leader.get() + b.shared.metrics.leader.get();
+    let leaders = || a.metrics().controller.leader.get() + b.metrics().controller.leader.get();
     wait_until(WAIT, "one leader", || async { leaders() == 1 }).await;
     // Same indexes.
     wait_index_has(&a, VECTOR_PATH).await;
     wait_index_has(&b, VECTOR_PATH).await;
     let paths_of = |r: &Running| {
-        r.shared
-            .index
-            .snapshot()
-            .receiver_paths()
+        r.index()
+            .routes
+            .load()
+            .paths()
             .into_iter()
             .map(str::to_owned)
             .collect::<Vec<_>>()
@@ -580,7 +551,7 @@ async fn two_replicas_one_writer_and_handover() {
     assert_eq!(after_change, 0);
 
     // Hand over: shut the leader down (it releases the Lease).
-    let (leader, follower) = if a.shared.metrics.leader.get() == 1 {
+    let (leader, follower) = if a.metrics().controller.leader.get() == 1 {
         (a, b)
     } else {
         (b, a)
@@ -620,7 +591,7 @@ async fn new_leader_rewrites_stale_status() {
     );
     let start = Instant::now();
     wait_until(WAIT, "a steps down", || async {
-        a.shared.metrics.leader.get() == 0
+        a.metrics().controller.leader.get() == 0
     })
     .await;
     let stepped_down = start.elapsed();
@@ -681,10 +652,10 @@ async fn faults_converge() {
         json!([image_subscription("nginx")]),
     )
     .await;
-    let index = running.shared.index.clone();
+    let index = running.index().clone();
     wait_until(WAIT, "Warehouse after watch drop", || {
         let index = index.clone();
-        async move { index.snapshot().sizes().warehouses == 1 }
+        async move { index.sizes().warehouses == 1 }
     })
     .await;
 
@@ -704,11 +675,11 @@ async fn faults_converge() {
     wait_index_has(&running, &expected_path("late", RECEIVER, TOKEN)).await;
     wait_until(WAIT, "second Warehouse after 410", || {
         let index = index.clone();
-        async move { index.snapshot().sizes().warehouses == 2 }
+        async move { index.sizes().warehouses == 2 }
     })
     .await;
     wait_status(&env, "late", "status after 410", is_ready).await;
-    let restarts = running.shared.metrics.encode();
+    let restarts = running.metrics_text();
     assert!(restarts.contains("watch_restarts"), "{restarts}");
     running.shutdown().await.unwrap();
 }
@@ -802,8 +773,8 @@ async fn events_are_recorded_on_transitions() {
 fn hex_sha256(s: &str) -> String {
     // The digest of the token alone (what the index keeps), to prove it is
     // not leaked; computed through the path function's building blocks.
-    let base = kargo_harbor_receiver::receiver_path::BaseUrl::parse("https://x").unwrap();
-    kargo_harbor_receiver::receiver_path::receiver_path(&base, "", "", s)
+    let base = kargo_harbor_receiver::core::receiver_path::BaseUrl::parse("https://x").unwrap();
+    kargo_harbor_receiver::core::receiver_path::receiver_path(&base, "", "", s)
         .trim_start_matches("/harbor/")
         .to_owned()
 }
@@ -839,8 +810,8 @@ fn reconcile_count(running: &Running) -> u64 {
     .into_iter()
     .map(|result| {
         running
-            .shared
-            .metrics
+            .metrics()
+            .controller
             .reconciles
             .get_or_create(&ReconcileLabels {
                 kind: ConfigKind::ProjectConfig,

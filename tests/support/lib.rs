@@ -621,9 +621,9 @@ pub fn is_ready(status: &ConfigStatus) -> bool {
 
 /// The expected receiver path for the base URL used in tests.
 pub fn expected_path(project: &str, receiver: &str, token: &str) -> String {
-    let base = kargo_harbor_receiver::receiver_path::BaseUrl::parse(BASE_URL)
+    let base = kargo_harbor_receiver::core::receiver_path::BaseUrl::parse(BASE_URL)
         .unwrap_or_else(|e| panic!("{e}"));
-    kargo_harbor_receiver::receiver_path::receiver_path(&base, project, receiver, token)
+    kargo_harbor_receiver::core::receiver_path::receiver_path(&base, project, receiver, token)
 }
 
 /// Requests in the log that are status writes (`patch|update …/status`) on

@@ -11,13 +11,13 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
 use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
-use kargo_harbor_receiver::handler::{
+use kargo_harbor_receiver::core::harbor;
+use kargo_harbor_receiver::core::repository::{normalize_chart, normalize_image};
+use kargo_harbor_receiver::core::token::TokenDigest;
+use kargo_harbor_receiver::index::{Index, ReceiverEntry, Route, Scope};
+use kargo_harbor_receiver::request::{
     decide_body, decide_head, BodyDecision, BodyRead, Head, HeadDecision,
 };
-use kargo_harbor_receiver::harbor;
-use kargo_harbor_receiver::index::{Index, ReceiverEntry, Scope};
-use kargo_harbor_receiver::repository::{normalize_chart, normalize_image};
-use kargo_harbor_receiver::token::TokenDigest;
 
 const PATH: &str = "/harbor/17a7336dba364e59970fc2dc40e1f49e7bfd68f8176f67dcd39e28f323a992ec";
 const TOKEN: &[u8] = b"test-auth-token-123";
@@ -34,17 +34,17 @@ fn sample(name: &str) -> Vec<u8> {
 /// semver constraints (a third of which accept 1.2.3) or tag regexes.
 fn index() -> Index {
     let index = Index::new();
-    let scope = Scope::Project("p".into());
-    index.set_receivers(
+    let scope = Scope::project_of("p");
+    index.routes.replace(
         &scope,
-        vec![(
-            PATH.into(),
-            ReceiverEntry {
+        vec![Route {
+            path: PATH.into(),
+            entry: ReceiverEntry {
                 scope: scope.clone(),
                 name: "harbor-wh-receiver".into(),
                 token: TokenDigest::of(TOKEN),
             },
-        )],
+        }],
     );
     let warehouses: Vec<Warehouse> = (0..100)
         .map(|i| {
@@ -83,7 +83,7 @@ fn index() -> Index {
             w
         })
         .collect();
-    let problems = index.replace_warehouses(&warehouses);
+    let problems = index.repositories.replace_all(&warehouses);
     assert!(problems.is_empty(), "{problems:?}");
     index
 }
@@ -93,9 +93,9 @@ fn hot_path(c: &mut Criterion) {
     let event = harbor::parse(&body).expect("sample parses");
     let url = event.artifacts[0].resource_url.clone();
     let index = index();
-    let snapshot = index.snapshot();
-    let scope = Scope::Project("p".into());
-    let matched = snapshot.matching(&scope, &event.artifacts).len();
+    let repositories = index.repositories.load();
+    let scope = Scope::project_of("p");
+    let matched = repositories.matching(&scope, &event.artifacts).len();
     assert!(matched > 0 && matched < 100, "{matched} of 100 match");
 
     c.bench_function("parse push-tag.json", |b| {
@@ -110,7 +110,7 @@ fn hot_path(c: &mut Criterion) {
         })
     });
     c.bench_function("match 1 tag against 100 subscriptions", |b| {
-        b.iter(|| snapshot.matching(black_box(&scope), black_box(&event.artifacts)))
+        b.iter(|| repositories.matching(black_box(&scope), black_box(&event.artifacts)))
     });
     c.bench_function("token check (sha256 + constant-time compare)", |b| {
         let digest = TokenDigest::of(TOKEN);
@@ -119,17 +119,16 @@ fn hot_path(c: &mut Criterion) {
 
     let bytes = Bytes::from(body.clone());
     let decide = |auth: &[u8]| {
-        let snapshot = index.snapshot();
         let head = Head {
             method: &Method::POST,
             path: PATH,
             authorization: Some(auth),
             declared_len: Some(bytes.len() as u64),
         };
-        match decide_head(&snapshot, &head) {
+        match decide_head(index.routes.lookup(PATH).as_ref(), &head) {
             HeadDecision::Answer { reply, .. } => BodyDecision::Answer(reply),
             HeadDecision::ReadBody { receiver, auth, .. } => decide_body(
-                &snapshot,
+                &index.repositories.load(),
                 &receiver,
                 auth,
                 &BodyRead::Complete(bytes.clone()),
@@ -145,24 +144,25 @@ fn hot_path(c: &mut Criterion) {
     });
     c.bench_function("whole decision, unknown path", |b| {
         b.iter(|| {
-            let snapshot = index.snapshot();
+            let path = black_box("/harbor/0000");
             let head = Head {
                 method: &Method::POST,
-                path: black_box("/harbor/0000"),
+                path,
                 authorization: Some(TOKEN),
                 declared_len: Some(10),
             };
-            matches!(decide_head(&snapshot, &head), HeadDecision::Answer { .. })
+            let receiver = index.routes.lookup(path);
+            matches!(
+                decide_head(receiver.as_ref(), &head),
+                HeadDecision::Answer { .. }
+            )
         })
     });
 }
 
-/// The index write a Warehouse watch event costs when only annotations
-/// changed (every refresh PATCH comes back as such an event), with 10,000
-/// Warehouses indexed.
-fn index_update(c: &mut Criterion) {
-    let index = Index::new();
-    let warehouses: Vec<Warehouse> = (0..10_000)
+/// `n` Warehouses in 100 namespaces, each on its own repository.
+fn many(n: usize) -> Vec<Warehouse> {
+    (0..n)
         .map(|i| {
             let mut w = Warehouse::new(
                 &format!("w-{i}"),
@@ -179,16 +179,34 @@ fn index_update(c: &mut Criterion) {
             w.metadata.generation = Some(1);
             w
         })
-        .collect();
-    index.replace_warehouses(&warehouses);
+        .collect()
+}
+
+/// The index writes a Warehouse watch event costs with 100,000 Warehouses
+/// indexed: a metadata-only change (every refresh PATCH comes back as one)
+/// and a spec change (new generation: recompiled and relinked). Neither may
+/// cost O(all).
+fn index_update(c: &mut Criterion) {
+    let index = Index::new();
+    let warehouses = many(100_000);
+    index.repositories.replace_all(&warehouses);
     let mut touched = warehouses[0].clone();
     touched
         .metadata
         .annotations
         .get_or_insert_with(Default::default)
         .insert("kargo.akuity.io/refresh".into(), "x".into());
-    c.bench_function("index upsert, same generation, 10,000 indexed", |b| {
-        b.iter(|| index.upsert_warehouse(black_box(&touched)))
+    c.bench_function("index upsert, same generation, 100,000 indexed", |b| {
+        b.iter(|| index.repositories.upsert(black_box(&touched)))
+    });
+    let mut generation = 1;
+    let mut changed = warehouses[1].clone();
+    c.bench_function("index upsert, new generation, 100,000 indexed", |b| {
+        b.iter(|| {
+            generation += 1;
+            changed.metadata.generation = Some(generation);
+            index.repositories.upsert(black_box(&changed))
+        })
     });
 }
 

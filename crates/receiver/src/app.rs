@@ -1,19 +1,43 @@
-//! Wiring: builds the shared state, starts the controller, the webhook
-//! server and the metrics server, and shuts them down in order.
+//! Assembly: the one place that builds the parts, hands each exactly what
+//! it needs, starts them, and stops them in order.
+//!
+//! The data flow, part by part:
+//!
+//! ```text
+//! watch (ProjectConfig, ClusterConfig, Secret metadata, Warehouse)
+//!   ├─ config reconciles ──► index::routes        (path → receiver)
+//!   │                    └─► status (leader only)
+//!   └─ Warehouse watch ────► index::repositories  (repository → Warehouses)
+//! listener ─► request (route lookup, token, payload, matching) ─► refresh ─► PATCH
+//!                                                                   └─► Events
+//! ```
+//!
+//! Shutdown: the listeners stop accepting and drain within
+//! `--shutdown-timeout`, the controller stops and releases the Lease, then
+//! the Warehouse Event sender stops; every task is joined.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use thiserror::Error;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::controller::{self, ControllerError};
+use crate::health::Health;
 use crate::index::Index;
-use crate::metrics::Metrics;
-use crate::server::{self, ServerError};
+use crate::listener::{Limits, ListenError, Listener, METRICS_MAX_CONNECTIONS};
+use crate::metrics::{Metrics, MetricsService};
+use crate::refresh::events::{self, EventSettings};
+use crate::refresh::{KubePatcher, RefreshSettings, Refresher};
+use crate::request::{Handler, RequestContext, WebhookService};
+use crate::tls::{self, TlsError};
+use crate::watch::leader::LeaseConfig;
+use crate::watch::{self, WatchError, WatchParts, WatchSettings};
+
+/// Capacity of the Warehouse Event queue; Events beyond it are dropped.
+const EVENT_QUEUE: usize = 1024;
 
 /// Why the program stopped with an error.
 #[derive(Debug, Error)]
@@ -21,12 +45,15 @@ pub enum RunError {
     /// No usable Kubernetes configuration (KUBECONFIG or in-cluster).
     #[error("cannot configure the Kubernetes client: {0}")]
     Kubeconfig(#[source] kube::Error),
-    /// The webhook or metrics server failed.
+    /// A listener could not start.
     #[error(transparent)]
-    Server(#[from] ServerError),
+    Listen(#[from] ListenError),
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// The controller failed for good.
     #[error(transparent)]
-    Controller(#[from] ControllerError),
+    Watch(#[from] WatchError),
     /// A task panicked or was aborted.
     #[error("a task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -35,99 +62,175 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
 }
 
-/// `/readyz`: true once the initial lists are synced and the index is built.
-#[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
-
-impl Readiness {
-    /// Marks the process ready.
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    /// Whether the process is ready.
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-/// What every part shares.
-pub struct Shared {
-    /// The configuration.
-    pub config: Config,
-    /// The Kubernetes client.
-    pub client: kube::Client,
-    /// The index (controller writes, server reads).
-    pub index: Arc<Index>,
-    /// All metrics.
-    pub metrics: Arc<Metrics>,
-    /// Readiness flag.
-    pub ready: Arc<Readiness>,
-}
-
-impl Shared {
-    /// Fresh shared state: an empty index, new metrics, not ready.
-    pub fn new(config: Config, client: kube::Client) -> Self {
-        Self {
-            config,
-            client,
-            index: Arc::new(Index::new()),
-            metrics: Arc::new(Metrics::new()),
-            ready: Arc::new(Readiness::default()),
-        }
+/// The controller's settings, from the configuration.
+pub(crate) fn watch_settings(config: &Config) -> WatchSettings {
+    WatchSettings {
+        base_url: config.base_url.clone(),
+        system_resources_namespace: config.system_resources_namespace.clone(),
+        secret_access: config.secret_access,
+        watch_namespaces: config.watch_namespaces.clone(),
+        secret_resync: config.secret_resync,
+        resync_interval: config.resync_interval,
+        lease: LeaseConfig {
+            name: config.lease_name.clone(),
+            namespace: config.lease_namespace.clone(),
+            identity: config.replica_identity(),
+            duration: config.lease_duration,
+        },
     }
 }
 
 /// A started program, for `run` and for in-process end-to-end tests.
 pub struct Running {
-    /// The shared state (index, metrics, readiness).
-    pub shared: Arc<Shared>,
     /// Where the webhook server listens.
     pub listen_addr: SocketAddr,
     /// Where the metrics server listens.
     pub metrics_addr: SocketAddr,
+    index: Index,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
     shutdown: CancellationToken,
-    server: JoinHandle<Result<(), ServerError>>,
-    metrics_server: JoinHandle<Result<(), ServerError>>,
-    controller: JoinHandle<Result<(), ControllerError>>,
+    events_shutdown: CancellationToken,
+    webhook: JoinHandle<()>,
+    metrics_server: JoinHandle<()>,
+    controller: JoinHandle<Result<(), WatchError>>,
+    events: JoinHandle<()>,
 }
 
 /// Binds the listeners and starts every part.
 pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunError> {
     // One rustls provider for the whole process (kube's client and our TLS
     // listener): ring.
-    crate::tls::provider();
-    let shared = Arc::new(Shared::new(config, client));
+    tls::provider();
+    let index = Index::new();
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
     let shutdown = CancellationToken::new();
-    let web = server::WebhookServer::bind(shared.clone()).await?;
-    let metrics = server::MetricsServer::bind(shared.clone()).await?;
-    let listen_addr = web.local_addr();
-    let metrics_addr = metrics.local_addr();
-    let server = tokio::spawn(web.serve(shutdown.clone()));
-    let metrics_server = tokio::spawn(metrics.serve(shutdown.clone()));
-    let controller = tokio::spawn(controller::run(shared.clone(), shutdown.clone()));
+    let events_shutdown = CancellationToken::new();
+
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsAcceptor::from(Arc::new(tls::server_config(
+            cert,
+            key,
+            tls::DEFAULT_CHECK_INTERVAL,
+        )?))),
+        _ => None,
+    };
+    let limits = Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    let webhook_listener = Listener::bind("webhook", config.listen, tls, limits).await?;
+    let metrics_listener = Listener::bind(
+        "metrics",
+        config.metrics_listen,
+        None,
+        Limits {
+            max_connections: METRICS_MAX_CONNECTIONS,
+            ..limits
+        },
+    )
+    .await?;
+    let listen_addr = webhook_listener.local_addr().unwrap_or(config.listen);
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .unwrap_or(config.metrics_listen);
+
+    let (event_sink, events) = events::spawn(
+        client.clone(),
+        EventSettings {
+            capacity: EVENT_QUEUE,
+            instance: config.replica_identity(),
+            api_timeout: config.api_timeout,
+        },
+        metrics.refresh.events_dropped.clone(),
+        events_shutdown.clone(),
+    );
+    let refresher = Refresher::new(
+        Arc::new(KubePatcher::new(client.clone())),
+        metrics.refresh.clone(),
+        RefreshSettings {
+            api_timeout: config.api_timeout,
+            concurrency: config.refresh_concurrency,
+        },
+        Some(event_sink),
+    );
+    let handler = Handler::new(RequestContext {
+        index: index.clone(),
+        refresher,
+        metrics: metrics.requests.clone(),
+        request_timeout: config.request_timeout,
+    });
+    let webhook = tokio::spawn(webhook_listener.serve(
+        WebhookService::new(handler, health.clone()),
+        shutdown.clone(),
+    ));
+    let metrics_server = tokio::spawn(metrics_listener.serve(
+        MetricsService::new(metrics.clone(), index.clone()),
+        shutdown.clone(),
+    ));
+    let controller = tokio::spawn(watch::run(
+        WatchParts {
+            client,
+            settings: watch_settings(&config),
+            routes: index.routes.clone(),
+            repositories: index.repositories.clone(),
+            metrics: metrics.controller.clone(),
+            health: health.clone(),
+        },
+        shutdown.clone(),
+    ));
     Ok(Running {
-        shared,
         listen_addr,
         metrics_addr,
+        index,
+        metrics,
+        health,
         shutdown,
-        server,
+        events_shutdown,
+        webhook,
         metrics_server,
         controller,
+        events,
     })
 }
 
 impl Running {
+    /// The index (routes and repositories), as the request path reads it.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Every metric.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus text `/metrics` would answer now.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode(self.index.sizes())
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.health.is_ready()
+    }
+
     /// Stops accepting, lets in-flight requests finish (bounded by
-    /// `--shutdown-timeout`), releases the Lease, and waits for every part.
+    /// `--shutdown-timeout`), stops the controller (which releases the
+    /// Lease), then the Event sender; waits for every part.
     pub async fn shutdown(self) -> Result<(), RunError> {
         self.shutdown.cancel();
-        let server = self.server.await;
+        let webhook = self.webhook.await;
         let metrics = self.metrics_server.await;
         let controller = self.controller.await;
-        server??;
-        metrics??;
+        self.events_shutdown.cancel();
+        let events = self.events.await;
+        webhook?;
+        metrics?;
         controller??;
+        events?;
         Ok(())
     }
 
@@ -139,8 +242,18 @@ impl Running {
     ) -> Result<(), RunError> {
         tokio::select! {
             () = stop => {}
-            r = &mut self.server => { self.shutdown.cancel(); r??; }
-            r = &mut self.controller => { self.shutdown.cancel(); r??; }
+            r = &mut self.controller => {
+                self.shutdown.cancel();
+                self.events_shutdown.cancel();
+                let webhook = self.webhook.await;
+                let metrics = self.metrics_server.await;
+                let events = self.events.await;
+                r??;
+                webhook?;
+                metrics?;
+                events?;
+                return Ok(());
+            }
         }
         self.shutdown().await
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::receiver_path::BaseUrl;
+use crate::core::receiver_path::BaseUrl;
 
 /// Harbor webhook receiver for Kargo.
 #[derive(Debug, Parser)]
@@ -151,7 +151,7 @@ impl Config {
     pub fn replica_identity(&self) -> String {
         self.identity
             .clone()
-            .unwrap_or_else(crate::leader::default_identity)
+            .unwrap_or_else(crate::watch::leader::default_identity)
     }
 }
 

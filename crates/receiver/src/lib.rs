@@ -2,28 +2,34 @@
 //! kargo-harbor-receiver: refreshes Kargo Warehouses the moment Harbor
 //! reports a push.
 //!
-//! Pure logic (URL derivation, payloads, normalisation, tag matching, the
-//! index) has no I/O; the controller, the HTTP server and the refresher are
-//! the edges that talk to the API server and to Harbor.
+//! The data flow, one module per step (see [`app`] for how they are
+//! assembled):
+//!
+//! - [`watch`]: ProjectConfigs, the ClusterConfig, Secret metadata and
+//!   Warehouses are watched; reconciles resolve receivers and write status;
+//! - [`index`]: what the watches found, as the request path needs it —
+//!   routes (path → receiver) and repositories (repository → Warehouses);
+//! - [`listener`]: connections, limits, TLS;
+//! - [`request`]: one webhook request, in Kargo's order and with its answers;
+//! - [`refresh`]: the refresh annotation PATCH, coalesced per Warehouse,
+//!   and the Events on refreshed Warehouses.
+//!
+//! The pure logic they use (URL derivation, payloads, normalisation, tag
+//! matching, token check, status model) is in [`core`], with no I/O.
 
 pub mod app;
 pub mod config;
-pub mod controller;
-pub mod handler;
-pub mod harbor;
+pub mod core;
+pub(crate) mod health;
 pub mod index;
-pub mod leader;
+pub(crate) mod listener;
 pub mod metrics;
-pub mod receiver_path;
-pub mod refresh;
-pub mod repository;
-pub mod server;
-pub mod tags;
+pub(crate) mod refresh;
+pub mod request;
 #[cfg(test)]
 mod testing;
 pub mod tls;
-pub mod token;
-pub mod warehouse_events;
+pub(crate) mod watch;
 
 pub use app::run;
 

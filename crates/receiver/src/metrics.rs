@@ -5,6 +5,14 @@
 //! operator controls. Request paths never become labels (scanners would
 //! create unbounded series).
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::index::Sizes;
+use crate::index::{Index, Sizes};
 
 /// Which config a reconcile was about.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -57,7 +65,8 @@ pub struct ResourceLabels {
     pub resource: &'static str,
 }
 
-/// The answer given to a webhook request, one per row of DESIGN.md's table.
+/// The answer given to a webhook request, one per row of the table in
+/// `docs/behaviour.md` ("A Harbor request, step by step").
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Outcome {
     /// 200, refreshes applied.
@@ -102,7 +111,7 @@ pub struct OutcomeLabels {
 
 /// How one Warehouse refresh ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum RefreshResult {
+pub enum RefreshOutcome {
     /// Patched.
     Patched,
     /// Satisfied by a patch another request made after this one arrived.
@@ -117,7 +126,7 @@ pub enum RefreshResult {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefreshLabels {
     /// How it ended.
-    pub result: RefreshResult,
+    pub result: RefreshOutcome,
 }
 
 /// Label values in Prometheus' usual snake_case (`outcome="not_found"`),
@@ -126,14 +135,14 @@ macro_rules! snake_case_label_values {
     ($($enum:ident { $($variant:ident => $text:literal),+ $(,)? })+) => {$(
         impl $enum {
             /// The label value.
-            pub fn as_str(self) -> &'static str {
+            pub fn metric_label(self) -> &'static str {
                 match self { $(Self::$variant => $text),+ }
             }
         }
 
         impl EncodeLabelValue for $enum {
             fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-                EncodeLabelValue::encode(&self.as_str(), encoder)
+                EncodeLabelValue::encode(&self.metric_label(), encoder)
             }
         }
     )+};
@@ -161,7 +170,7 @@ snake_case_label_values! {
         RefreshFailed => "refresh_failed",
         Timeout => "timeout",
     }
-    RefreshResult {
+    RefreshOutcome {
         Patched => "patched",
         Shared => "shared",
         NotFound => "not_found",
@@ -174,37 +183,119 @@ fn seconds_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.0005, 2.0, 16)
 }
 
-/// All metrics of the process, registered in one registry.
-pub struct Metrics {
-    registry: Registry,
+fn histogram() -> Histogram {
+    Histogram::new(seconds_buckets())
+}
+
+/// Labels naming an error kind (an error enum's `metric_label()`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The error kind.
+    pub error: &'static str,
+}
+
+/// Labels of reconcile errors.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindErrorLabels {
+    /// Config kind.
+    pub kind: ConfigKind,
+    /// The error kind.
+    pub error: &'static str,
+}
+
+/// Metrics of the webhook request path.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    /// Webhook requests by project, receiver and outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Webhook request duration by outcome.
+    pub duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    /// Webhook requests being handled.
+    pub in_flight: Gauge,
+}
+
+/// Metrics of the refresher.
+#[derive(Clone)]
+pub struct RefreshMetrics {
+    /// Warehouse refreshes by outcome.
+    pub refreshes: Family<RefreshLabels, Counter>,
+    /// Refresh PATCHes that failed, by error kind.
+    pub failures: Family<ErrorLabels, Counter>,
+    /// Latency of refresh PATCH calls.
+    pub patch_duration: Histogram,
+    /// Warehouse Events dropped because their queue was full.
+    pub events_dropped: Counter,
+}
+
+impl Default for RefreshMetrics {
+    fn default() -> Self {
+        Self {
+            refreshes: Family::default(),
+            failures: Family::default(),
+            patch_duration: histogram(),
+            events_dropped: Counter::default(),
+        }
+    }
+}
+
+/// Metrics of the watches, reconciles and leader election.
+#[derive(Clone)]
+pub struct ControllerMetrics {
     /// Reconciles by kind and result.
     pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Failed reconciles by kind and error kind.
+    pub reconcile_errors: Family<KindErrorLabels, Counter>,
     /// Reconcile duration by kind.
-    pub reconcile_duration: Family<KindLabels, Histogram>,
+    pub reconcile_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
     /// Status patches written (leader only).
     pub status_writes: Family<KindLabels, Counter>,
     /// Watch stream restarts (errors, 410s, dropped streams) by resource.
     pub watch_restarts: Family<ResourceLabels, Counter>,
     /// 1 while this replica holds the Lease.
     pub leader: Gauge,
-    /// Receivers in the index.
-    pub index_receivers: Gauge,
-    /// Warehouses in the index.
-    pub index_warehouses: Gauge,
-    /// Distinct repository keys in the index.
-    pub index_repository_keys: Gauge,
-    /// Webhook requests by project, receiver and outcome.
-    pub requests: Family<RequestLabels, Counter>,
-    /// Webhook request duration by outcome.
-    pub request_duration: Family<OutcomeLabels, Histogram>,
-    /// Webhook requests being handled.
-    pub requests_in_flight: Gauge,
-    /// Warehouse refreshes by result.
-    pub refreshes: Family<RefreshLabels, Counter>,
-    /// Latency of refresh PATCH calls.
-    pub refresh_patch_duration: Histogram,
-    /// Warehouse Events dropped because their queue was full.
-    pub events_dropped: Counter,
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        Self {
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(histogram),
+            status_writes: Family::default(),
+            watch_restarts: Family::default(),
+            leader: Gauge::default(),
+        }
+    }
+}
+
+impl ControllerMetrics {
+    /// The restart counter of one watched resource.
+    pub fn watch_restarts(&self, resource: &'static str) -> Counter {
+        self.watch_restarts
+            .get_or_create(&ResourceLabels { resource })
+            .clone()
+    }
+}
+
+/// Index sizes, set from the index when scraped.
+#[derive(Clone, Default)]
+struct IndexGauges {
+    receivers: Gauge,
+    warehouses: Gauge,
+    repository_keys: Gauge,
+}
+
+/// All metrics of the process, registered in one registry; each part gets
+/// (a cheap clone of) its own group.
+pub struct Metrics {
+    registry: Registry,
+    /// The request path's.
+    pub requests: RequestMetrics,
+    /// The refresher's.
+    pub refresh: RefreshMetrics,
+    /// The controller's.
+    pub controller: ControllerMetrics,
+    index: IndexGauges,
 }
 
 impl Default for Metrics {
@@ -217,111 +308,154 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("kargo_harbor_receiver");
-        let m = Self {
-            reconciles: Family::default(),
-            reconcile_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
-            status_writes: Family::default(),
-            watch_restarts: Family::default(),
-            leader: Gauge::default(),
-            index_receivers: Gauge::default(),
-            index_warehouses: Gauge::default(),
-            index_repository_keys: Gauge::default(),
+        let requests = RequestMetrics {
             requests: Family::default(),
-            request_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
-            requests_in_flight: Gauge::default(),
-            refreshes: Family::default(),
-            refresh_patch_duration: Histogram::new(seconds_buckets()),
-            events_dropped: Counter::default(),
-            registry: Registry::default(),
+            duration: Family::new_with_constructor(histogram),
+            in_flight: Gauge::default(),
         };
-        registry.register(
+        let refresh = RefreshMetrics::default();
+        let controller = ControllerMetrics::default();
+        let index = IndexGauges::default();
+        let r = &mut registry;
+        r.register(
             "reconciles",
             "Reconciles by config kind and result",
-            m.reconciles.clone(),
+            controller.reconciles.clone(),
         );
-        registry.register(
+        r.register(
+            "reconcile_errors",
+            "Failed reconciles by config kind and error kind",
+            controller.reconcile_errors.clone(),
+        );
+        r.register(
             "reconcile_duration_seconds",
             "Reconcile duration",
-            m.reconcile_duration.clone(),
+            controller.reconcile_duration.clone(),
         );
-        registry.register(
+        r.register(
             "status_writes",
             "Status patches written",
-            m.status_writes.clone(),
+            controller.status_writes.clone(),
         );
-        registry.register(
+        r.register(
             "watch_restarts",
             "Watch stream restarts",
-            m.watch_restarts.clone(),
+            controller.watch_restarts.clone(),
         );
-        registry.register(
+        r.register(
             "leader",
             "1 while this replica holds the Lease",
-            m.leader.clone(),
+            controller.leader.clone(),
         );
-        registry.register(
+        r.register(
             "index_receivers",
             "Receivers in the index",
-            m.index_receivers.clone(),
+            index.receivers.clone(),
         );
-        registry.register(
+        r.register(
             "index_warehouses",
             "Warehouses in the index",
-            m.index_warehouses.clone(),
+            index.warehouses.clone(),
         );
-        registry.register(
+        r.register(
             "index_repository_keys",
             "Distinct repository keys in the index",
-            m.index_repository_keys.clone(),
+            index.repository_keys.clone(),
         );
-        registry.register(
+        r.register(
             "webhook_requests",
             "Webhook requests by project, receiver and outcome",
-            m.requests.clone(),
+            requests.requests.clone(),
         );
-        registry.register(
+        r.register(
             "webhook_request_duration_seconds",
             "Webhook request duration by outcome",
-            m.request_duration.clone(),
+            requests.duration.clone(),
         );
-        registry.register(
+        r.register(
             "webhook_requests_in_flight",
             "Webhook requests being handled",
-            m.requests_in_flight.clone(),
+            requests.in_flight.clone(),
         );
-        registry.register(
+        r.register(
             "warehouse_refreshes",
-            "Warehouse refreshes by result",
-            m.refreshes.clone(),
+            "Warehouse refreshes by outcome",
+            refresh.refreshes.clone(),
         );
-        registry.register(
+        r.register(
+            "warehouse_refresh_failures",
+            "Failed Warehouse refresh PATCHes by error kind",
+            refresh.failures.clone(),
+        );
+        r.register(
             "refresh_patch_duration_seconds",
             "Latency of Warehouse refresh PATCH calls",
-            m.refresh_patch_duration.clone(),
+            refresh.patch_duration.clone(),
         );
-        registry.register(
+        r.register(
             "warehouse_events_dropped",
             "Warehouse Events dropped because their queue was full",
-            m.events_dropped.clone(),
+            refresh.events_dropped.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry,
+            requests,
+            refresh,
+            controller,
+            index,
+        }
     }
 
-    /// Publishes index sizes.
-    pub fn set_index_sizes(&self, sizes: Sizes) {
+    /// The Prometheus text exposition of every metric, with the index
+    /// sizes as of now (read at scrape time rather than mirrored into the
+    /// gauges by every index writer).
+    pub fn encode(&self, sizes: Sizes) -> String {
         let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.index_receivers.set(as_i64(sizes.receivers));
-        self.index_warehouses.set(as_i64(sizes.warehouses));
-        self.index_repository_keys
+        self.index.receivers.set(as_i64(sizes.receivers));
+        self.index.warehouses.set(as_i64(sizes.warehouses));
+        self.index
+            .repository_keys
             .set(as_i64(sizes.repository_keys));
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The metrics port's service: `/metrics` (Prometheus text, index sizes
+/// read from `index` at scrape time), 404 elsewhere.
+#[derive(Clone)]
+pub struct MetricsService {
+    metrics: Arc<Metrics>,
+    index: Index,
+}
+
+impl MetricsService {
+    /// The service exposing `metrics`.
+    pub fn new(metrics: Arc<Metrics>, index: Index) -> Self {
+        Self { metrics, index }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for MetricsService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let response = if request.uri().path() == "/metrics" {
+            let text = self.metrics.encode(self.index.sizes());
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        } else {
+            crate::request::Reply::not_found().into_response()
+        };
+        std::future::ready(Ok(response))
     }
 }
 
@@ -333,18 +467,18 @@ mod tests {
     fn exposition_names_and_labels() {
         let m = Metrics::new();
         m.requests
+            .requests
             .get_or_create(&RequestLabels {
                 project: "kargo-demo".into(),
                 receiver: "harbor".into(),
                 outcome: Outcome::Refreshed,
             })
             .inc();
-        m.set_index_sizes(Sizes {
+        let text = m.encode(Sizes {
             receivers: 2,
             warehouses: 3,
             repository_keys: 1,
         });
-        let text = m.encode();
         for needle in [
             r#"kargo_harbor_receiver_webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="refreshed"} 1"#,
             "kargo_harbor_receiver_index_warehouses 3",
@@ -352,5 +486,57 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod scrape_tests {
+    use super::*;
+    use crate::listener::{Limits, Listener};
+    use kargo_api::ImageSubscription;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test]
+    async fn a_scrape_reports_the_current_index_sizes() {
+        let index = Index::new();
+        index.repositories.upsert(&crate::testing::image_warehouse(
+            "p",
+            "w",
+            ImageSubscription {
+                repo_url: "h/app".into(),
+                ..Default::default()
+            },
+        ));
+        let limits = Limits {
+            max_connections: 4,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+        };
+        let listener = Listener::bind("metrics", "127.0.0.1:0".parse().unwrap(), None, limits)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let service = MetricsService::new(Arc::new(Metrics::new()), index);
+        let task = tokio::spawn(listener.serve(service, shutdown.clone()));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        assert!(
+            text.contains("kargo_harbor_receiver_index_warehouses 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kargo_harbor_receiver_index_repository_keys 1\n"),
+            "{text}"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
     }
 }

@@ -61,17 +61,6 @@ pub enum ReceiverOutcome {
     },
 }
 
-impl ReceiverOutcome {
-    /// The receiver's name.
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Ready { name, .. } | Self::NotReady { name, .. } | Self::Skipped { name, .. } => {
-                name
-            }
-        }
-    }
-}
-
 /// What the reconcile observed besides the receivers.
 #[derive(Clone, Copy, Debug)]
 pub struct Observed<'a> {
@@ -466,8 +455,10 @@ mod tests {
                 .collect();
             let want: Vec<&str> = outcomes
                 .iter()
-                .filter(|o| matches!(o, ReceiverOutcome::Ready { .. }))
-                .map(ReceiverOutcome::name)
+                .filter_map(|o| match o {
+                    ReceiverOutcome::Ready { name, .. } => Some(name.as_str()),
+                    _ => None,
+                })
                 .collect();
             assert_eq!(ready_names, want);
             assert!(cond(&s, RECONCILING).is_none());

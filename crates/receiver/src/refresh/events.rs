@@ -4,7 +4,6 @@
 //! dropped and counted (`warehouse_events_dropped`); a webhook answer never
 //! waits for an Event.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,10 +12,10 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::Api;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-use crate::metrics::Metrics;
+use tokio_util::sync::CancellationToken;
 
 /// Reason of refresh Events.
 pub const REASON: &str = "RefreshRequested";
@@ -38,16 +37,28 @@ pub struct RefreshEvent {
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::Sender<RefreshEvent>,
-    metrics: Arc<Metrics>,
+    dropped: Counter,
 }
 
 impl EventSink {
-    /// Queues an Event, or drops and counts it if the queue is full.
+    /// Queues an Event, or drops and counts it if the queue is full (or the
+    /// sender task has stopped).
     pub fn send(&self, event: RefreshEvent) {
         if self.tx.try_send(event).is_err() {
-            self.metrics.events_dropped.inc();
+            self.dropped.inc();
         }
     }
+}
+
+/// Settings of the Event sender.
+#[derive(Clone, Debug)]
+pub struct EventSettings {
+    /// Queue capacity; Events beyond it are dropped.
+    pub capacity: usize,
+    /// This replica's identity (`reportingInstance`).
+    pub instance: String,
+    /// Bound of each create call.
+    pub api_timeout: Duration,
 }
 
 /// The Event object for `event` (pure; `now` and `instance` injected).
@@ -92,24 +103,40 @@ fn now_as_timestamp(now: chrono::DateTime<Utc>) -> k8s_openapi::jiff::Timestamp 
     .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
-/// Starts the background task; it ends when every [`EventSink`] is dropped.
+/// Starts the background task. It ends when every [`EventSink`] is dropped
+/// or at `shutdown`; Events still queued then are dropped and counted (they
+/// are a courtesy to humans, never worth delaying a shutdown for).
 pub fn spawn(
     client: kube::Client,
-    metrics: Arc<Metrics>,
-    capacity: usize,
-    instance: String,
-    api_timeout: Duration,
+    settings: EventSettings,
+    dropped: Counter,
+    shutdown: CancellationToken,
 ) -> (EventSink, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<RefreshEvent>(capacity.max(1));
+    let (tx, mut rx) = mpsc::channel::<RefreshEvent>(settings.capacity.max(1));
+    let counter = dropped.clone();
     let task = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                event = rx.recv() => match event {
+                    Some(event) => event,
+                    None => return,
+                },
+            };
             let Some(namespace) = event.regarding.namespace.clone() else {
                 continue;
             };
             let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-            let body = build_event(&event, &instance, Utc::now());
-            match tokio::time::timeout(api_timeout, api.create(&PostParams::default(), &body)).await
-            {
+            let body = build_event(&event, &settings.instance, Utc::now());
+            let params = PostParams::default();
+            let create = api.create(&params, &body);
+            let created = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                created = tokio::time::timeout(settings.api_timeout, create) => created,
+            };
+            match created {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => {
                     tracing::debug!(%namespace, %error, "creating a Warehouse Event failed")
@@ -117,17 +144,17 @@ pub fn spawn(
                 Err(_) => tracing::debug!(%namespace, "creating a Warehouse Event timed out"),
             }
         }
+        rx.close();
+        let mut left = 0u64;
+        while rx.try_recv().is_ok() {
+            left += 1;
+        }
+        counter.inc_by(left);
+        if left > 0 {
+            tracing::info!(dropped = left, "shutdown: queued Warehouse Events dropped");
+        }
     });
-    (EventSink { tx, metrics }, task)
-}
-
-/// A sink whose Events go to a channel the caller reads (tests).
-pub fn channel(
-    metrics: Arc<Metrics>,
-    capacity: usize,
-) -> (EventSink, mpsc::Receiver<RefreshEvent>) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    (EventSink { tx, metrics }, rx)
+    (EventSink { tx, dropped }, task)
 }
 
 #[cfg(test)]
@@ -178,13 +205,49 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_drops_and_counts() {
-        let metrics = Arc::new(Metrics::new());
-        let (sink, mut rx) = channel(metrics.clone(), 2);
+        let (tx, mut rx) = mpsc::channel(2);
+        let sink = EventSink {
+            tx,
+            dropped: Counter::default(),
+        };
         for _ in 0..5 {
             sink.send(sample());
         }
-        assert_eq!(metrics.events_dropped.get(), 3);
+        assert_eq!(sink.dropped.get(), 3);
         assert!(rx.recv().await.is_some());
         assert!(rx.recv().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_the_sender_and_counts_what_was_left() {
+        // An API server that never answers: the first Event blocks in its
+        // create call until shutdown.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let shutdown = CancellationToken::new();
+        let settings = EventSettings {
+            capacity: 8,
+            instance: "i".into(),
+            api_timeout: Duration::from_secs(3600),
+        };
+        let (sink, task) = spawn(client, settings, Counter::default(), shutdown.clone());
+        for _ in 0..3 {
+            sink.send(sample());
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the sender stops at shutdown")
+            .unwrap();
+        // At most the one in its create call was not counted.
+        assert!(sink.dropped.get() >= 2, "{}", sink.dropped.get());
+        silent.abort();
     }
 }

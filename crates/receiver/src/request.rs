@@ -1,5 +1,5 @@
 //! Webhook request handling, in Kargo's order and with Kargo's answers
-//! (DESIGN.md, "A Harbor request, step by step"):
+//! (`docs/behaviour.md`, "A Harbor request, step by step"):
 //!
 //! | step | answer |
 //! |---|---|
@@ -19,7 +19,11 @@
 //! finished within it 503 `{"error":"request timeout"}` (Harbor retries).
 //!
 //! The decisions are pure functions ([`decide_head`], [`decide_body`],
-//! [`refresh_reply`]); [`Handler::handle`] only adds I/O around them.
+//! [`refresh_reply`]); [`Handler::handle`] only adds I/O around them: it
+//! looks the path up in the route table, reads the body, matches the push
+//! against the repository index and hands the matches to the refresher.
+//! [`WebhookService`] puts `/healthz` and `/readyz` beside it on the
+//! webhook port.
 //!
 //! Memory: a request whose token is wrong is never buffered. With a declared
 //! Content-Length ≤ 2 MiB it is answered 401 at once (its body cannot exceed
@@ -27,20 +31,23 @@
 //! counted only, to tell 413 from 401 as the table requires.
 
 use std::borrow::Cow;
-use std::sync::Arc;
-use std::time::Instant;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Body;
+use hyper::body::{Body, Incoming};
 use tokio::sync::Semaphore;
 
-use crate::app::Shared;
-use crate::harbor;
-use crate::index::{ReceiverEntry, Snapshot, WarehouseMatch};
-use crate::metrics::{Metrics, Outcome, OutcomeLabels, RequestLabels};
+use crate::core::harbor;
+use crate::health::Health;
+use crate::index::{Index, ReceiverEntry, Repositories, WarehouseMatch};
+use crate::metrics::{Outcome, OutcomeLabels, RequestLabels, RequestMetrics};
 use crate::refresh::Refresher;
 
 /// Largest accepted body: 2 MiB, as Kargo.
@@ -93,10 +100,13 @@ impl Reply {
 
     /// 413.
     pub fn too_large() -> Self {
+        static BODY: LazyLock<String> = LazyLock::new(|| {
+            format!("{{\"error\":\"content exceeds limit of {MAX_BODY_BYTES} bytes\"}}\n")
+        });
         Self::fixed(
             StatusCode::PAYLOAD_TOO_LARGE,
             Outcome::PayloadTooLarge,
-            "{\"error\":\"content exceeds limit of 2097152 bytes\"}\n",
+            BODY.as_str(),
         )
     }
 
@@ -246,9 +256,10 @@ pub enum HeadDecision {
     },
 }
 
-/// Steps 1–5 of the table, as far as they can be decided from the head.
-pub fn decide_head(snapshot: &Snapshot, head: &Head<'_>) -> HeadDecision {
-    let Some(receiver) = snapshot.receiver(head.path) else {
+/// Steps 1–5 of the table, as far as they can be decided from the head;
+/// `receiver` is what the route table has for the request's path.
+pub fn decide_head(receiver: Option<&Arc<ReceiverEntry>>, head: &Head<'_>) -> HeadDecision {
+    let Some(receiver) = receiver else {
         return HeadDecision::Answer {
             receiver: None,
             reply: Reply::not_found(),
@@ -301,7 +312,7 @@ pub enum BodyDecision {
 
 /// Steps 3–9 of the table once the body is in.
 pub fn decide_body(
-    snapshot: &Snapshot,
+    repositories: &Repositories,
     receiver: &ReceiverEntry,
     auth: Auth,
     body: &BodyRead,
@@ -322,7 +333,7 @@ pub fn decide_body(
     if !event.is_push() {
         return BodyDecision::Answer(Reply::unsupported_event());
     }
-    let matches = snapshot.matching(&receiver.scope, &event.artifacts);
+    let matches = repositories.matching(&receiver.scope, &event.artifacts);
     if matches.is_empty() {
         BodyDecision::Answer(refresh_reply(0, 0))
     } else {
@@ -361,39 +372,44 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyError;
 
+/// What the request path needs.
+pub struct RequestContext {
+    /// The routes and the repository index (read only).
+    pub index: Index,
+    /// Turns matches into refreshes.
+    pub refresher: Refresher,
+    /// Request metrics.
+    pub metrics: RequestMetrics,
+    /// Bound of a whole request, body and refreshes included.
+    pub request_timeout: Duration,
+}
+
 /// Handles webhook requests; one per server, shared by all connections.
 pub struct Handler {
-    shared: Arc<Shared>,
-    refresher: Refresher,
+    ctx: RequestContext,
     bodies: Arc<Semaphore>,
 }
 
-struct InFlight(Arc<Metrics>);
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.requests_in_flight.dec();
+        self.0.dec();
     }
 }
 
 impl Handler {
-    /// A handler over the shared state.
-    pub fn new(shared: Arc<Shared>, refresher: Refresher) -> Self {
-        Self::with_body_budget(shared, refresher, MAX_BUFFERED_BODIES)
+    /// A handler buffering at most [`MAX_BUFFERED_BODIES`] bodies at once.
+    pub fn new(ctx: RequestContext) -> Self {
+        Self::with_body_budget(ctx, MAX_BUFFERED_BODIES)
     }
 
     /// A handler that buffers at most `bodies` authorised bodies at once.
-    fn with_body_budget(shared: Arc<Shared>, refresher: Refresher, bodies: usize) -> Self {
+    fn with_body_budget(ctx: RequestContext, bodies: usize) -> Self {
         Self {
-            shared,
-            refresher,
+            ctx,
             bodies: Arc::new(Semaphore::new(bodies)),
         }
-    }
-
-    /// The refresher.
-    pub fn refresher(&self) -> &Refresher {
-        &self.refresher
     }
 
     /// Answers one request on a receiver path (anything but /healthz and
@@ -406,12 +422,12 @@ impl Handler {
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let ctx = &self.ctx;
         let arrival = Instant::now();
-        let deadline = tokio::time::Instant::from_std(arrival + self.shared.config.request_timeout);
-        self.shared.metrics.requests_in_flight.inc();
-        let _in_flight = InFlight(self.shared.metrics.clone());
+        let deadline = tokio::time::Instant::from_std(arrival + ctx.request_timeout);
+        ctx.metrics.in_flight.inc();
+        let _in_flight = InFlight(ctx.metrics.in_flight.clone());
 
-        let snapshot = self.shared.index.snapshot();
         let (parts, body) = request.into_parts();
         let declared_len = body.size_hint().exact().or_else(|| {
             let lower = body.size_hint().lower();
@@ -425,7 +441,8 @@ impl Handler {
         };
         let mut matched = 0usize;
         let mut refreshed = 0usize;
-        let (receiver, reply) = match decide_head(&snapshot, &head) {
+        let route = ctx.index.routes.lookup(head.path);
+        let (receiver, reply) = match decide_head(route.as_ref(), &head) {
             HeadDecision::Answer { receiver, reply } => (receiver, reply),
             HeadDecision::ReadBody {
                 receiver,
@@ -439,9 +456,9 @@ impl Handler {
                         true => self.bodies.acquire().await.ok(),
                         false => None,
                     };
-                    read_body(body, MAX_BODY_BYTES, keep)
-                        .await
-                        .map(|read| decide_body(&snapshot, &receiver, auth, &read))
+                    read_body(body, MAX_BODY_BYTES, keep).await.map(|read| {
+                        decide_body(&ctx.index.repositories.load(), &receiver, auth, &read)
+                    })
                 })
                 .await;
                 let reply = match decided {
@@ -450,7 +467,7 @@ impl Handler {
                     Ok(Ok(BodyDecision::Answer(reply))) => reply,
                     Ok(Ok(BodyDecision::Refresh(matches))) => {
                         matched = matches.len();
-                        let refresh = self.refresher.refresh(&receiver.name, &matches, arrival);
+                        let refresh = ctx.refresher.refresh(&receiver.name, &matches, arrival);
                         match tokio::time::timeout_at(deadline, refresh).await {
                             Err(_elapsed) => Reply::refresh_timeout(),
                             Ok(summary) => {
@@ -465,12 +482,11 @@ impl Handler {
         };
 
         let elapsed = arrival.elapsed();
-        let metrics = &self.shared.metrics;
         let (project, name) = receiver
             .as_deref()
             .map(|r| (r.scope.project(), r.name.as_str()))
             .unwrap_or(("", ""));
-        metrics
+        ctx.metrics
             .requests
             .get_or_create(&RequestLabels {
                 project: project.to_owned(),
@@ -478,8 +494,8 @@ impl Handler {
                 outcome: reply.outcome,
             })
             .inc();
-        metrics
-            .request_duration
+        ctx.metrics
+            .duration
             .get_or_create(&OutcomeLabels {
                 outcome: reply.outcome,
             })
@@ -489,7 +505,7 @@ impl Handler {
             receiver = name,
             project,
             method = %parts.method,
-            outcome = reply.outcome.as_str(),
+            outcome = reply.outcome.metric_label(),
             status = reply.status.as_u16(),
             matched,
             refreshed,
@@ -500,10 +516,52 @@ impl Handler {
     }
 }
 
+/// The webhook port's service: `/healthz`, `/readyz`, and every other path
+/// to the [`Handler`].
+#[derive(Clone)]
+pub struct WebhookService {
+    handler: Arc<Handler>,
+    health: Arc<Health>,
+}
+
+impl WebhookService {
+    /// The service over `handler`, answering `/readyz` from `health`.
+    pub fn new(handler: Handler, health: Arc<Health>) -> Self {
+        Self {
+            handler: Arc::new(handler),
+            health,
+        }
+    }
+}
+
+fn json(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    json_response(status, Bytes::from_static(body.as_bytes()))
+}
+
+impl hyper::service::Service<Request<Incoming>> for WebhookService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let response = match request.uri().path() {
+            "/healthz" => json(StatusCode::OK, "{\"status\":\"ok\"}\n"),
+            "/readyz" if self.health.is_ready() => json(StatusCode::OK, "{\"status\":\"ready\"}\n"),
+            "/readyz" => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{\"status\":\"not ready\"}\n",
+            ),
+            _ => {
+                let handler = self.handler.clone();
+                return Box::pin(async move { Ok(handler.handle(request).await) });
+            }
+        };
+        Box::pin(std::future::ready(Ok(response)))
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::Index;
     use kargo_api::ImageSubscription;
 
     const PATH: &str = "/harbor/abc";
@@ -511,8 +569,8 @@ mod tests {
 
     fn index() -> Index {
         let index = Index::new();
-        crate::testing::register_receiver(&index, "p", PATH, TOKEN);
-        index.upsert_warehouse(&crate::testing::image_warehouse(
+        crate::testing::register_receiver(&index.routes, "p", PATH, TOKEN);
+        index.repositories.upsert(&crate::testing::image_warehouse(
             "p",
             "w",
             ImageSubscription {
@@ -530,38 +588,53 @@ mod tests {
         )
     }
 
-    /// Runs both decisions as the handler does, for a request with a
-    /// declared length, returning the answer or the refresh list.
-    fn decide(
+    /// One request of the table.
+    struct Row<'a> {
         method: Method,
-        path: &str,
-        auth: Option<&[u8]>,
-        body: &str,
+        path: &'a str,
+        auth: Option<&'a [u8]>,
+        body: &'a str,
+        /// Whether the request declares its length (Content-Length).
         declared: bool,
-    ) -> BodyDecision {
+    }
+
+    impl Default for Row<'_> {
+        fn default() -> Self {
+            Row {
+                method: Method::POST,
+                path: PATH,
+                auth: Some(TOKEN),
+                body: "",
+                declared: true,
+            }
+        }
+    }
+
+    /// Runs both decisions as the handler does, returning the answer or the
+    /// refresh list.
+    fn decide(row: &Row<'_>) -> BodyDecision {
         let index = index();
-        let snap = index.snapshot();
         let head = Head {
-            method: &method,
-            path,
-            authorization: auth,
-            declared_len: declared.then_some(body.len() as u64),
+            method: &row.method,
+            path: row.path,
+            authorization: row.auth,
+            declared_len: row.declared.then_some(row.body.len() as u64),
         };
-        match decide_head(&snap, &head) {
+        match decide_head(index.routes.lookup(row.path).as_ref(), &head) {
             HeadDecision::Answer { reply, .. } => BodyDecision::Answer(reply),
             HeadDecision::ReadBody {
                 receiver,
                 auth,
                 keep,
             } => {
-                let read = if body.len() > MAX_BODY_BYTES {
+                let read = if row.body.len() > MAX_BODY_BYTES {
                     BodyRead::TooLarge
                 } else if keep {
-                    BodyRead::Complete(Bytes::copy_from_slice(body.as_bytes()))
+                    BodyRead::Complete(Bytes::copy_from_slice(row.body.as_bytes()))
                 } else {
                     BodyRead::Complete(Bytes::new())
                 };
-                decide_body(&snap, &receiver, auth, &read)
+                decide_body(&index.repositories.load(), &receiver, auth, &read)
             }
         }
     }
@@ -570,181 +643,160 @@ mod tests {
     fn the_table_row_by_row() {
         let big = format!("{}{}", push("1.0.0"), " ".repeat(MAX_BODY_BYTES));
         let ok = push("1.0.0");
-        let ce = r#"{"specversion":"1.0","type":"harbor.artifact.pushed","data":{"resources":[{"tag":"1.2.0","resource_url":"harbor.example.com/library/app:1.2.0"}]}}"#;
         let pull = r#"{"type":"PULL_ARTIFACT","event_data":{"resources":[{"tag":"1.0.0","resource_url":"harbor.example.com/library/app:1.0.0"}]}}"#;
         let empty = r#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[]}}"#;
         let v2 = push("2.0.0");
-        // (method, path, auth, body, declared length?, status, body)
-        type Row<'a> = (
-            Method,
-            &'a str,
-            Option<&'a [u8]>,
-            &'a str,
-            bool,
-            u16,
-            &'a str,
-        );
-        let rows: Vec<Row> = vec![
+        let not_found = (404, r#"{"error":"not found"}"#);
+        let not_allowed = (405, r#"{"error":"method not allowed"}"#);
+        let too_large = (413, r#"{"error":"content exceeds limit of 2097152 bytes"}"#);
+        let missing = (401, r#"{"error":"missing authorization"}"#);
+        let wrong = (401, r#"{"error":"unauthorized"}"#);
+        let invalid = (400, r#"{"error":"invalid request body"}"#);
+        let zero = (200, r#"{"msg":"refreshed 0 warehouse(s)"}"#);
+        let rows: Vec<(Row, (u16, &str))> = vec![
             (
-                Method::POST,
-                "/harbor/nope",
-                Some(TOKEN),
-                &ok,
-                true,
-                404,
-                r#"{"error":"not found"}"#,
+                Row {
+                    path: "/harbor/nope",
+                    body: &ok,
+                    ..Row::default()
+                },
+                not_found,
             ),
             (
-                Method::GET,
-                "/harbor/nope",
-                None,
-                "",
-                true,
-                404,
-                r#"{"error":"not found"}"#,
+                Row {
+                    method: Method::GET,
+                    path: "/harbor/nope",
+                    auth: None,
+                    ..Row::default()
+                },
+                not_found,
             ),
             (
-                Method::GET,
-                PATH,
-                Some(TOKEN),
-                "",
-                true,
-                405,
-                r#"{"error":"method not allowed"}"#,
+                Row {
+                    method: Method::GET,
+                    ..Row::default()
+                },
+                not_allowed,
             ),
             (
-                Method::PUT,
-                PATH,
-                None,
-                &big,
-                true,
-                405,
-                r#"{"error":"method not allowed"}"#,
+                Row {
+                    method: Method::PUT,
+                    auth: None,
+                    body: &big,
+                    ..Row::default()
+                },
+                not_allowed,
             ),
             (
-                Method::POST,
-                PATH,
-                None,
-                &big,
-                true,
-                413,
-                r#"{"error":"content exceeds limit of 2097152 bytes"}"#,
+                Row {
+                    auth: None,
+                    body: &big,
+                    ..Row::default()
+                },
+                too_large,
             ),
             (
-                Method::POST,
-                PATH,
-                None,
-                &big,
-                false,
-                413,
-                r#"{"error":"content exceeds limit of 2097152 bytes"}"#,
+                Row {
+                    auth: None,
+                    body: &big,
+                    declared: false,
+                    ..Row::default()
+                },
+                too_large,
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b"bad"),
-                &big,
-                false,
-                413,
-                r#"{"error":"content exceeds limit of 2097152 bytes"}"#,
+                Row {
+                    auth: Some(b"bad"),
+                    body: &big,
+                    declared: false,
+                    ..Row::default()
+                },
+                too_large,
             ),
             (
-                Method::POST,
-                PATH,
-                None,
-                &ok,
-                true,
-                401,
-                r#"{"error":"missing authorization"}"#,
+                Row {
+                    auth: None,
+                    body: &ok,
+                    ..Row::default()
+                },
+                missing,
             ),
             (
-                Method::POST,
-                PATH,
-                None,
-                &ok,
-                false,
-                401,
-                r#"{"error":"missing authorization"}"#,
+                Row {
+                    auth: None,
+                    body: &ok,
+                    declared: false,
+                    ..Row::default()
+                },
+                missing,
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b""),
-                &ok,
-                true,
-                401,
-                r#"{"error":"missing authorization"}"#,
+                Row {
+                    auth: Some(b""),
+                    body: &ok,
+                    ..Row::default()
+                },
+                missing,
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b"s3cre"),
-                &ok,
-                true,
-                401,
-                r#"{"error":"unauthorized"}"#,
+                Row {
+                    auth: Some(b"s3cre"),
+                    body: &ok,
+                    ..Row::default()
+                },
+                wrong,
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b"s3cret "),
-                &ok,
-                false,
-                401,
-                r#"{"error":"unauthorized"}"#,
+                Row {
+                    auth: Some(b"s3cret "),
+                    body: &ok,
+                    declared: false,
+                    ..Row::default()
+                },
+                wrong,
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b"s3cret"),
-                "not json",
-                true,
-                400,
-                r#"{"error":"invalid request body"}"#,
+                Row {
+                    body: "not json",
+                    ..Row::default()
+                },
+                invalid,
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b"s3cret"),
-                "",
-                true,
-                400,
-                r#"{"error":"invalid request body"}"#,
+                Row {
+                    body: "",
+                    ..Row::default()
+                },
+                invalid,
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b"s3cret"),
-                pull,
-                true,
-                400,
-                r#"{"error":"unsupported event type"}"#,
+                Row {
+                    body: pull,
+                    ..Row::default()
+                },
+                (400, r#"{"error":"unsupported event type"}"#),
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b"s3cret"),
-                empty,
-                true,
-                200,
-                r#"{"msg":"refreshed 0 warehouse(s)"}"#,
+                Row {
+                    body: empty,
+                    ..Row::default()
+                },
+                zero,
             ),
             (
-                Method::POST,
-                PATH,
-                Some(b"s3cret"),
-                &v2,
-                true,
-                200,
-                r#"{"msg":"refreshed 0 warehouse(s)"}"#,
+                Row {
+                    body: &v2,
+                    ..Row::default()
+                },
+                zero,
             ),
         ];
-        for (method, path, auth, body, declared, status, want) in rows {
+        for (row, (status, want)) in rows {
             let what = format!(
-                "{method} {path} auth={auth:?} declared={declared} body={:.40}",
-                body
+                "{} {} auth={:?} declared={} body={:.40}",
+                row.method, row.path, row.auth, row.declared, row.body
             );
-            match decide(method, path, auth, body, declared) {
+            match decide(&row) {
                 BodyDecision::Answer(reply) => {
                     assert_eq!(reply.status.as_u16(), status, "{what}");
                     assert_eq!(reply.body, format!("{want}\n"), "{what}");
@@ -752,11 +804,16 @@ mod tests {
                 BodyDecision::Refresh(m) => panic!("{what}: refresh {m:?}"),
             }
         }
+        let ce = r#"{"specversion":"1.0","type":"harbor.artifact.pushed","data":{"resources":[{"tag":"1.2.0","resource_url":"harbor.example.com/library/app:1.2.0"}]}}"#;
         for body in [ok.as_str(), ce] {
-            match decide(Method::POST, PATH, Some(TOKEN), body, false) {
+            match decide(&Row {
+                body,
+                declared: false,
+                ..Row::default()
+            }) {
                 BodyDecision::Refresh(m) => {
                     assert_eq!(m.len(), 1);
-                    assert_eq!(m[0].warehouse.name, "w");
+                    assert_eq!(&*m[0].warehouse.name, "w");
                 }
                 other => panic!("{body}: {other:?}"),
             }
@@ -866,71 +923,58 @@ mod handle_tests {
     //! metrics and the in-flight gauge.
 
     use super::*;
-    use crate::refresh::{PatchError, Patcher, RefresherOptions};
-    use futures::future::BoxFuture;
-    use futures::FutureExt;
+    use crate::metrics::Metrics;
+    use crate::refresh::RefreshSettings;
+    use crate::testing::FakePatcher;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
-    use k8s_openapi::api::core::v1::ObjectReference;
     use kargo_api::ImageSubscription;
-    use std::time::Duration;
 
-    /// Succeeds at once, or never answers (`hang`).
-    struct FakePatcher {
-        hang: bool,
-    }
-
-    impl Patcher for FakePatcher {
-        fn patch(
-            &self,
-            _warehouse: &crate::index::WarehouseRef,
-            _value: &str,
-        ) -> BoxFuture<'static, Result<ObjectReference, PatchError>> {
-            let hang = self.hang;
-            async move {
-                if hang {
-                    futures::future::pending::<()>().await;
-                }
-                Ok(ObjectReference::default())
-            }
-            .boxed()
+    fn handler(hang: bool) -> Handler {
+        let index = Index::new();
+        crate::testing::register_receiver(&index.routes, "p", "/harbor/abc", b"t");
+        index.repositories.upsert(&crate::testing::image_warehouse(
+            "p",
+            "w",
+            ImageSubscription {
+                repo_url: "h/app".into(),
+                ..Default::default()
+            },
+        ));
+        let patcher = FakePatcher::new(true);
+        if hang {
+            patcher.hang.lock().unwrap().insert("w".into());
         }
-    }
-
-    async fn handler(hang: bool) -> Handler {
-        let config = crate::testing::config(&[
-            "--base-url",
-            "https://x",
-            "--request-timeout",
-            "300ms",
-            "--api-timeout",
-            "60s",
-        ]);
-        // Never contacted: the fake patcher stands in for the API server.
-        let client = crate::testing::offline_client();
-        let shared = Arc::new(Shared::new(config, client));
-        crate::testing::register_receiver(&shared.index, "p", "/harbor/abc", b"t");
-        shared
-            .index
-            .upsert_warehouse(&crate::testing::image_warehouse(
-                "p",
-                "w",
-                ImageSubscription {
-                    repo_url: "h/app".into(),
-                    ..Default::default()
-                },
-            ));
-        let metrics = shared.metrics.clone();
+        let metrics = Metrics::new();
         let refresher = Refresher::new(
-            Arc::new(FakePatcher { hang }),
-            metrics,
-            RefresherOptions {
+            Arc::new(patcher),
+            metrics.refresh.clone(),
+            RefreshSettings {
                 api_timeout: Duration::from_secs(60),
                 concurrency: 4,
-                events: None,
             },
+            None,
         );
-        Handler::new(shared, refresher)
+        Handler::new(RequestContext {
+            index,
+            refresher,
+            metrics: metrics.requests,
+            request_timeout: Duration::from_millis(300),
+        })
+    }
+
+    /// The request metrics as Prometheus text.
+    fn exposition(h: &Handler) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("webhook_requests", "", h.ctx.metrics.requests.clone());
+        registry.register(
+            "webhook_requests_in_flight",
+            "",
+            h.ctx.metrics.in_flight.clone(),
+        );
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
     }
 
     const PUSH: &str = r#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[{"tag":"1.0.0","resource_url":"h/app:1.0.0"}]}}"#;
@@ -950,7 +994,7 @@ mod handle_tests {
 
     #[tokio::test]
     async fn a_push_is_refreshed_and_counted() {
-        let h = handler(false).await;
+        let h = handler(false);
         let got = answer(
             h.handle(post(Full::new(Bytes::from_static(PUSH.as_bytes()))))
                 .await,
@@ -960,7 +1004,7 @@ mod handle_tests {
             got,
             (200, "{\"msg\":\"refreshed 1 warehouse(s)\"}\n".into())
         );
-        let text = h.shared.metrics.encode();
+        let text = exposition(&h);
         assert!(
             text.contains(
                 r#"webhook_requests_total{project="p",receiver="recv",outcome="refreshed"} 1"#
@@ -972,7 +1016,7 @@ mod handle_tests {
 
     #[tokio::test]
     async fn a_body_that_never_ends_gets_408() {
-        let h = handler(false).await;
+        let h = handler(false);
         let first = futures::stream::iter(vec![Ok::<_, std::io::Error>(Frame::data(
             Bytes::from_static(b"{"),
         ))]);
@@ -983,11 +1027,7 @@ mod handle_tests {
             .unwrap();
         let got = answer(h.handle(request).await).await;
         assert_eq!(got, (408, "{\"error\":\"request timeout\"}\n".into()));
-        assert!(h
-            .shared
-            .metrics
-            .encode()
-            .contains("webhook_requests_in_flight 0"));
+        assert!(exposition(&h).contains("webhook_requests_in_flight 0"));
     }
 
     #[tokio::test]
@@ -996,8 +1036,7 @@ mod handle_tests {
         // body is being buffered): an authorised request cannot buffer its
         // body and times out, while a wrong-token request (drained, not
         // kept) is still answered. With the permit back, the push succeeds.
-        let base = handler(false).await;
-        let h = Handler::with_body_budget(base.shared.clone(), base.refresher.clone(), 1);
+        let h = Handler::with_body_budget(handler(false).ctx, 1);
         let push = || post(Full::new(Bytes::from_static(PUSH.as_bytes())));
         let held = h.bodies.clone().acquire_owned().await.unwrap();
         let blocked = answer(h.handle(push()).await).await;
@@ -1017,14 +1056,14 @@ mod handle_tests {
 
     #[tokio::test]
     async fn refreshes_beyond_the_request_timeout_get_503() {
-        let h = handler(true).await;
+        let h = handler(true);
         let got = answer(
             h.handle(post(Full::new(Bytes::from_static(PUSH.as_bytes()))))
                 .await,
         )
         .await;
         assert_eq!(got, (503, "{\"error\":\"request timeout\"}\n".into()));
-        let text = h.shared.metrics.encode();
+        let text = exposition(&h);
         assert!(text.contains(r#"outcome="timeout"} 1"#), "{text}");
     }
 }

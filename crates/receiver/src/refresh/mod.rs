@@ -20,6 +20,11 @@
 //! Patches run in their own tasks: a request that gives up (timeout, client
 //! gone) does not cancel a patch others wait for. Every API call is bounded
 //! by `--api-timeout`. A Warehouse deleted meanwhile (404) counts as done.
+//!
+//! After each applied patch an Event is queued on the Warehouse ([`events`]),
+//! off the response path.
+
+pub mod events;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -35,9 +40,11 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Resource};
 use tokio::sync::watch;
 
+use thiserror::Error;
+
 use crate::index::{WarehouseMatch, WarehouseRef};
-use crate::metrics::{Metrics, RefreshLabels, RefreshResult};
-use crate::warehouse_events::{EventSink, RefreshEvent};
+use crate::metrics::{ErrorLabels, RefreshLabels, RefreshMetrics, RefreshOutcome};
+use events::{EventSink, RefreshEvent};
 
 static LAST_NANOS: AtomicI64 = AtomicI64::new(i64::MIN);
 
@@ -66,14 +73,41 @@ pub fn refresh_patch(value: &str) -> serde_json::Value {
     })
 }
 
-/// Why a patch did not apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a patch did not apply. Never shown to clients.
+#[derive(Debug, Error)]
 pub enum PatchError {
     /// The Warehouse does not exist (any more).
+    #[error("the Warehouse does not exist")]
     NotFound,
-    /// Any other failure (API error, transport error). Never shown to
-    /// clients.
-    Failed(String),
+    /// The API server (or the way to it) failed.
+    #[error("API request failed: {0}")]
+    Api(#[source] kube::Error),
+    /// No answer within `--api-timeout`.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The patch future panicked.
+    #[error("the patch panicked")]
+    Panicked,
+}
+
+impl PatchError {
+    /// The label of `warehouse_refresh_failures_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            PatchError::NotFound => "not_found",
+            PatchError::Api(_) => "api",
+            PatchError::Timeout(_) => "timeout",
+            PatchError::Panicked => "panicked",
+        }
+    }
+
+    /// How the Warehouse's refresh ended for the request that started it.
+    fn outcome(&self) -> RefreshOutcome {
+        match self {
+            PatchError::NotFound => RefreshOutcome::NotFound,
+            _ => RefreshOutcome::Failed,
+        }
+    }
 }
 
 /// Applies one refresh patch. The Kubernetes implementation is
@@ -130,26 +164,20 @@ impl Patcher for KubePatcher {
                     Ok(reference)
                 }
                 Err(kube::Error::Api(status)) if status.code == 404 => Err(PatchError::NotFound),
-                Err(e) => Err(PatchError::Failed(e.to_string())),
+                Err(e) => Err(PatchError::Api(e)),
             }
         }
         .boxed()
     }
 }
 
-/// How one Warehouse's refresh ended for one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FlightResult {
-    Patched,
-    NotFound,
-    Failed,
-}
-
 /// One patch, shared by every request that joined it.
 struct Flight {
     /// When its timestamp was taken (set under the slot lock).
     taken_at: OnceLock<Instant>,
-    done: watch::Sender<Option<FlightResult>>,
+    /// How it ended, for whoever started it (`Patched`, `NotFound` or
+    /// `Failed`); joiners read `Patched` as `Shared`.
+    done: watch::Sender<Option<RefreshOutcome>>,
     /// Who asked first, for the Warehouse's Event.
     receiver: String,
     artifact: String,
@@ -174,9 +202,8 @@ struct Slot {
 
 struct Inner {
     patcher: Arc<dyn Patcher>,
-    api_timeout: Duration,
-    concurrency: usize,
-    metrics: Arc<Metrics>,
+    settings: RefreshSettings,
+    metrics: RefreshMetrics,
     events: Option<EventSink>,
     slots: Mutex<HashMap<WarehouseRef, Slot>>,
 }
@@ -217,29 +244,32 @@ pub struct Refresher {
 }
 
 /// Settings of a [`Refresher`].
-pub struct RefresherOptions {
+#[derive(Clone, Copy, Debug)]
+pub struct RefreshSettings {
     /// Bound of each API call.
     pub api_timeout: Duration,
-    /// Concurrent Warehouses per request.
+    /// Concurrent Warehouses per request (at least 1).
     pub concurrency: usize,
-    /// Events are sent here after each applied patch (if any).
-    pub events: Option<EventSink>,
 }
 
 impl Refresher {
-    /// A refresher using `patcher`.
+    /// A refresher using `patcher`; after each applied patch an Event is
+    /// queued on `events`, if given.
     pub fn new(
         patcher: Arc<dyn Patcher>,
-        metrics: Arc<Metrics>,
-        options: RefresherOptions,
+        metrics: RefreshMetrics,
+        settings: RefreshSettings,
+        events: Option<EventSink>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 patcher,
-                api_timeout: options.api_timeout,
-                concurrency: options.concurrency.max(1),
+                settings: RefreshSettings {
+                    concurrency: settings.concurrency.max(1),
+                    ..settings
+                },
                 metrics,
-                events: options.events,
+                events,
                 slots: Mutex::new(HashMap::new()),
             }),
         }
@@ -270,7 +300,8 @@ impl Refresher {
                 async move { this.refresh_one(&receiver, &m, arrival).await }
             })
             .collect();
-        let mut results = futures::stream::iter(jobs).buffer_unordered(self.inner.concurrency);
+        let mut results =
+            futures::stream::iter(jobs).buffer_unordered(self.inner.settings.concurrency);
         while let Some(result) = results.next().await {
             self.inner
                 .metrics
@@ -278,10 +309,10 @@ impl Refresher {
                 .get_or_create(&RefreshLabels { result })
                 .inc();
             match result {
-                RefreshResult::Patched => summary.patched += 1,
-                RefreshResult::Shared => summary.shared += 1,
-                RefreshResult::NotFound => summary.not_found += 1,
-                RefreshResult::Failed => summary.failed += 1,
+                RefreshOutcome::Patched => summary.patched += 1,
+                RefreshOutcome::Shared => summary.shared += 1,
+                RefreshOutcome::NotFound => summary.not_found += 1,
+                RefreshOutcome::Failed => summary.failed += 1,
             }
         }
         summary
@@ -292,7 +323,7 @@ impl Refresher {
         receiver: &str,
         m: &WarehouseMatch,
         arrival: Instant,
-    ) -> RefreshResult {
+    ) -> RefreshOutcome {
         let (flight, started_here) = {
             let mut slots = self.inner.slots();
             let slot = slots.entry(m.warehouse.clone()).or_default();
@@ -322,21 +353,34 @@ impl Refresher {
         };
         let mut done = flight.done.subscribe();
         let result = match done.wait_for(Option::is_some).await {
-            Ok(r) => r.unwrap_or(FlightResult::Failed),
+            Ok(r) => r.unwrap_or(RefreshOutcome::Failed),
             // The driver vanished without an answer: not applied.
-            Err(_) => FlightResult::Failed,
+            Err(_) => RefreshOutcome::Failed,
         };
-        match (result, started_here) {
-            (FlightResult::Patched, true) => RefreshResult::Patched,
-            (FlightResult::Patched, false) => RefreshResult::Shared,
-            (FlightResult::NotFound, _) => RefreshResult::NotFound,
-            (FlightResult::Failed, _) => RefreshResult::Failed,
+        match result {
+            RefreshOutcome::Patched if !started_here => RefreshOutcome::Shared,
+            other => other,
         }
     }
 
     /// Warehouses with a running or queued patch (tests, diagnostics).
     pub fn pending(&self) -> usize {
         self.inner.slots().len()
+    }
+}
+
+/// One bounded patch call: `--api-timeout` and a panic become errors.
+async fn bounded_patch(
+    inner: &Inner,
+    warehouse: &WarehouseRef,
+    value: &str,
+) -> Result<ObjectReference, PatchError> {
+    let timeout = inner.settings.api_timeout;
+    let call = tokio::time::timeout(timeout, inner.patcher.patch(warehouse, value));
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_elapsed)) => Err(PatchError::Timeout(timeout)),
+        Err(_panic) => Err(PatchError::Panicked),
     }
 }
 
@@ -349,22 +393,14 @@ async fn drive(inner: Arc<Inner>, warehouse: WarehouseRef, mut flight: Arc<Fligh
             next_refresh_value()
         };
         let started = Instant::now();
-        let call = inner.patcher.patch(&warehouse, &value);
-        let outcome = AssertUnwindSafe(tokio::time::timeout(inner.api_timeout, call))
-            .catch_unwind()
-            .await;
+        let outcome = bounded_patch(&inner, &warehouse, &value).await;
         inner
             .metrics
-            .refresh_patch_duration
+            .patch_duration
             .observe(started.elapsed().as_secs_f64());
         let result = match outcome {
-            Ok(Ok(Ok(reference))) => {
-                tracing::debug!(
-                    namespace = %warehouse.namespace,
-                    warehouse = %warehouse.name,
-                    refresh = %value,
-                    "refreshed Warehouse"
-                );
+            Ok(reference) => {
+                tracing::debug!(%warehouse, refresh = %value, "refreshed Warehouse");
                 if let Some(events) = &inner.events {
                     events.send(RefreshEvent {
                         regarding: reference,
@@ -372,41 +408,22 @@ async fn drive(inner: Arc<Inner>, warehouse: WarehouseRef, mut flight: Arc<Fligh
                         artifact: flight.artifact.clone(),
                     });
                 }
-                FlightResult::Patched
+                RefreshOutcome::Patched
             }
-            Ok(Ok(Err(PatchError::NotFound))) => {
-                tracing::debug!(
-                    namespace = %warehouse.namespace,
-                    warehouse = %warehouse.name,
-                    "Warehouse gone before its refresh; counted as done"
-                );
-                FlightResult::NotFound
+            Err(PatchError::NotFound) => {
+                tracing::debug!(%warehouse, "Warehouse gone before its refresh; counted as done");
+                RefreshOutcome::NotFound
             }
-            Ok(Ok(Err(PatchError::Failed(error)))) => {
-                tracing::warn!(
-                    namespace = %warehouse.namespace,
-                    warehouse = %warehouse.name,
-                    %error,
-                    "refreshing Warehouse failed"
-                );
-                FlightResult::Failed
-            }
-            Ok(Err(_elapsed)) => {
-                tracing::warn!(
-                    namespace = %warehouse.namespace,
-                    warehouse = %warehouse.name,
-                    timeout = ?inner.api_timeout,
-                    "refreshing Warehouse timed out"
-                );
-                FlightResult::Failed
-            }
-            Err(_panic) => {
-                tracing::error!(
-                    namespace = %warehouse.namespace,
-                    warehouse = %warehouse.name,
-                    "refreshing Warehouse panicked"
-                );
-                FlightResult::Failed
+            Err(error) => {
+                inner
+                    .metrics
+                    .failures
+                    .get_or_create(&ErrorLabels {
+                        error: error.metric_label(),
+                    })
+                    .inc();
+                tracing::warn!(%warehouse, %error, "refreshing Warehouse failed");
+                error.outcome()
             }
         };
         let next = {
@@ -434,95 +451,13 @@ async fn drive(inner: Arc<Inner>, warehouse: WarehouseRef, mut flight: Arc<Fligh
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use tokio::sync::Semaphore;
-
-    /// A patcher that records values, can be held (gate) and can fail.
-    struct FakePatcher {
-        calls: Mutex<Vec<(WarehouseRef, String, Instant)>>,
-        gate: Arc<Semaphore>,
-        fail: Mutex<HashMap<String, PatchError>>,
-        hang: Mutex<Option<String>>,
-        in_flight: AtomicUsize,
-        max_in_flight: AtomicUsize,
-    }
-
-    impl FakePatcher {
-        fn new(open: bool) -> Arc<Self> {
-            Arc::new(Self {
-                calls: Mutex::new(Vec::new()),
-                gate: Arc::new(Semaphore::new(if open {
-                    Semaphore::MAX_PERMITS
-                } else {
-                    0
-                })),
-                fail: Mutex::new(HashMap::new()),
-                hang: Mutex::new(None),
-                in_flight: AtomicUsize::new(0),
-                max_in_flight: AtomicUsize::new(0),
-            })
-        }
-        fn values(&self, name: &str) -> Vec<String> {
-            self.calls
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|c| c.0.name == name)
-                .map(|c| c.1.clone())
-                .collect()
-        }
-        fn call_instants(&self, name: &str) -> Vec<Instant> {
-            self.calls
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|c| c.0.name == name)
-                .map(|c| c.2)
-                .collect()
-        }
-    }
-
-    impl Patcher for Arc<FakePatcher> {
-        fn patch(
-            &self,
-            warehouse: &WarehouseRef,
-            value: &str,
-        ) -> BoxFuture<'static, Result<ObjectReference, PatchError>> {
-            let me = self.clone();
-            let warehouse = warehouse.clone();
-            let value = value.to_owned();
-            async move {
-                me.calls
-                    .lock()
-                    .unwrap()
-                    .push((warehouse.clone(), value, Instant::now()));
-                let now = me.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                me.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                let hang = me.hang.lock().unwrap().clone();
-                if hang.as_deref() == Some(warehouse.name.as_str()) {
-                    futures::future::pending::<()>().await;
-                }
-                let _permit = me.gate.acquire().await.expect("gate open");
-                me.in_flight.fetch_sub(1, Ordering::SeqCst);
-                if let Some(e) = me.fail.lock().unwrap().get(&warehouse.name) {
-                    return Err(e.clone());
-                }
-                Ok(ObjectReference {
-                    name: Some(warehouse.name.clone()),
-                    namespace: Some(warehouse.namespace.clone()),
-                    ..ObjectReference::default()
-                })
-            }
-            .boxed()
-        }
-    }
+    use crate::metrics::Metrics;
+    use crate::testing::FakePatcher;
+    use std::sync::atomic::Ordering;
 
     fn wh(name: &str) -> WarehouseMatch {
         WarehouseMatch {
-            warehouse: WarehouseRef {
-                namespace: "p".into(),
-                name: name.into(),
-            },
+            warehouse: WarehouseRef::new("p", name),
             artifact: "h/app:1.0.0".into(),
         }
     }
@@ -530,12 +465,12 @@ mod tests {
     fn refresher(patcher: &Arc<FakePatcher>, concurrency: usize) -> Refresher {
         Refresher::new(
             Arc::new(patcher.clone()),
-            Arc::new(Metrics::new()),
-            RefresherOptions {
+            Metrics::new().refresh,
+            RefreshSettings {
                 api_timeout: Duration::from_millis(300),
                 concurrency,
-                events: None,
             },
+            None,
         )
     }
 
@@ -595,7 +530,7 @@ mod tests {
             patcher.in_flight.load(Ordering::SeqCst) == 2
         })
         .await;
-        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        patcher.open();
         let summary = task.await.unwrap();
         assert_eq!(
             summary,
@@ -615,17 +550,9 @@ mod tests {
     #[tokio::test]
     async fn failures_and_deleted_warehouses() {
         let patcher = FakePatcher::new(true);
-        patcher
-            .fail
-            .lock()
-            .unwrap()
-            .insert("broken".into(), PatchError::Failed("boom".into()));
-        patcher
-            .fail
-            .lock()
-            .unwrap()
-            .insert("gone".into(), PatchError::NotFound);
-        *patcher.hang.lock().unwrap() = Some("slow".into());
+        patcher.fail.lock().unwrap().insert("broken".into(), 500);
+        patcher.fail.lock().unwrap().insert("gone".into(), 404);
+        patcher.hang.lock().unwrap().insert("slow".into());
         let r = refresher(&patcher, 4);
         let summary = r
             .refresh(
@@ -647,7 +574,7 @@ mod tests {
         assert_eq!(summary.refreshed(), 2);
         // A failed Warehouse is retried by the next request, not remembered.
         patcher.fail.lock().unwrap().clear();
-        *patcher.hang.lock().unwrap() = None;
+        patcher.hang.lock().unwrap().clear();
         let again = r
             .refresh("recv", &[wh("broken"), wh("slow")], Instant::now())
             .await;
@@ -673,7 +600,7 @@ mod tests {
         let later: Vec<_> = (0..20).map(|_| spawn(Instant::now())).collect();
         tokio::task::yield_now().await;
         assert_eq!(patcher.values("w").len(), 1, "queued, not started");
-        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        patcher.open();
         assert_eq!(first.await.unwrap().patched, 1);
         let mut patched = 0;
         let mut shared = 0;
@@ -713,7 +640,7 @@ mod tests {
             tokio::spawn(async move { r.refresh("recv", &[wh("w")], early).await })
         };
         tokio::task::yield_now().await;
-        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        patcher.open();
         assert_eq!(a.await.unwrap().patched, 1);
         assert_eq!(b.await.unwrap().shared, 1);
         assert_eq!(patcher.values("w").len(), 1);
@@ -722,11 +649,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_shared_patch_fails_every_joiner() {
         let patcher = FakePatcher::new(false);
-        patcher
-            .fail
-            .lock()
-            .unwrap()
-            .insert("w".into(), PatchError::Failed("nope".into()));
+        patcher.fail.lock().unwrap().insert("w".into(), 500);
         let r = refresher(&patcher, 4);
         let tasks: Vec<_> = (0..5)
             .map(|_| {
@@ -735,7 +658,7 @@ mod tests {
             })
             .collect();
         wait_until("patch running", || !patcher.values("w").is_empty()).await;
-        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        patcher.open();
         for t in tasks {
             assert_eq!(t.await.unwrap().failed, 1);
         }
@@ -752,7 +675,7 @@ mod tests {
         wait_until("patch running", || patcher.values("w").len() == 1).await;
         a.abort();
         let _ = a.await;
-        patcher.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        patcher.open();
         wait_until("slot released", || r.pending() == 0).await;
     }
 }

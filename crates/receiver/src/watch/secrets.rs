@@ -31,15 +31,14 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
-use crate::config::{Config, SecretAccess};
-use crate::index::{ReceiverEntry, Scope};
-use crate::receiver_path::receiver_path;
-use crate::token::TokenDigest;
-
-use super::reconcile::{
+use crate::config::SecretAccess;
+use crate::core::receiver_path::{receiver_path, BaseUrl};
+use crate::core::status::{
     ReceiverOutcome, REASON_SECRET_FORBIDDEN, REASON_SECRET_KEY_MISSING, REASON_SECRET_NOT_FOUND,
     REASON_SECRET_READ_FAILED,
 };
+use crate::core::token::TokenDigest;
+use crate::index::{ReceiverEntry, Route, Scope};
 
 /// The key holding the Harbor auth header.
 pub const AUTH_HEADER_KEY: &str = "auth-header";
@@ -148,8 +147,8 @@ pub struct Wanted<'a> {
 pub struct Resolved {
     /// For the status.
     pub outcome: ReceiverOutcome,
-    /// For the index (ready receivers only).
-    pub entry: Option<(String, ReceiverEntry)>,
+    /// For the route table (ready receivers only).
+    pub route: Option<Route>,
     /// A transient read error (the previous result, if any, is kept).
     pub error: Option<kube::Error>,
     /// The Secret was read with a GET.
@@ -161,18 +160,23 @@ pub struct SecretReader {
     client: Client,
     mode: SecretAccess,
     stores: SecretStores,
-    config_base: crate::receiver_path::BaseUrl,
+    base_url: BaseUrl,
     cache: Mutex<HashMap<(Scope, String), Cached>>,
 }
 
 impl SecretReader {
-    /// A reader for `config`'s mode.
-    pub fn new(client: Client, config: &Config, stores: SecretStores) -> Self {
+    /// A reader in `mode`, deriving paths from `base_url`.
+    pub fn new(
+        client: Client,
+        mode: SecretAccess,
+        base_url: BaseUrl,
+        stores: SecretStores,
+    ) -> Self {
         Self {
             client,
-            mode: config.secret_access,
+            mode,
             stores,
-            config_base: config.base_url.clone(),
+            base_url,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -292,12 +296,7 @@ impl SecretReader {
                 ),
             },
             Some(bytes) => Derived::Ready {
-                path: receiver_path(
-                    &self.config_base,
-                    wanted.scope.project(),
-                    wanted.name,
-                    bytes,
-                ),
+                path: receiver_path(&self.base_url, wanted.scope.project(), wanted.name, bytes),
                 token: TokenDigest::of(bytes),
             },
         }
@@ -315,17 +314,17 @@ impl SecretReader {
             Derived::Ready { path, token } => Resolved {
                 outcome: ReceiverOutcome::Ready {
                     name: name.clone(),
-                    url: self.config_base.url_for(&path),
+                    url: self.base_url.url_for(&path),
                     path: path.clone(),
                 },
-                entry: Some((
+                route: Some(Route {
                     path,
-                    ReceiverEntry {
+                    entry: ReceiverEntry {
                         scope: wanted.scope.clone(),
                         name,
                         token,
                     },
-                )),
+                }),
                 error,
                 read,
             },
@@ -335,7 +334,7 @@ impl SecretReader {
                     reason,
                     message,
                 },
-                entry: None,
+                route: None,
                 error,
                 read,
             },
@@ -354,7 +353,12 @@ mod tests {
         let config = crate::testing::config(&["--base-url", "https://h"]);
         // Never contacted: `derive` does no I/O.
         let client = crate::testing::offline_client();
-        let reader = SecretReader::new(client, &config, SecretStores::default());
+        let reader = SecretReader::new(
+            client,
+            config.secret_access,
+            config.base_url.clone(),
+            SecretStores::default(),
+        );
         let token = b"tok\xffen".to_vec();
         let secret = Secret {
             data: Some(BTreeMap::from([(
@@ -363,7 +367,7 @@ mod tests {
             )])),
             ..Secret::default()
         };
-        let scope = Scope::Project("p".into());
+        let scope = Scope::project_of("p");
         let wanted = Wanted {
             scope: &scope,
             name: "r",

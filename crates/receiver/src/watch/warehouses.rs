@@ -1,7 +1,8 @@
-//! Warehouse watch → index. No Warehouse cache: each event goes straight
-//! into the index, which keeps only compiled subscriptions. A (re)list is
-//! buffered and applied with one [`Index::replace_warehouses`] at `InitDone`
-//! (one rebuild for thousands of Warehouses).
+//! Warehouse watch → repository index. No Warehouse cache: each event goes
+//! straight into the index, which keeps only compiled subscriptions. A
+//! (re)list is compiled as it arrives and published at `InitDone` in one
+//! version, so thousands of Warehouses cost one rebuild and the full
+//! objects are never held all at once.
 
 use std::sync::Arc;
 
@@ -9,12 +10,11 @@ use futures::StreamExt;
 use kargo_api::Warehouse;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Shared;
-use crate::index::IndexProblems;
-use crate::metrics::ResourceLabels;
+use crate::index::{IndexProblems, Relist, RepositoryIndex};
 
 /// Logs what could not be evaluated in a Warehouse's subscriptions. The
 /// index compiles a Warehouse once per generation (relists included) and
@@ -25,10 +25,15 @@ fn report(problems: IndexProblems) {
     }
 }
 
-/// Watches Warehouses in all namespaces and keeps the index current until
+/// Watches Warehouses through `api` and keeps `index` current until
 /// `shutdown`. `synced` turns true after the first full list is applied.
-pub async fn run(shared: Arc<Shared>, synced: watch::Sender<bool>, shutdown: CancellationToken) {
-    let api: Api<Warehouse> = Api::all(shared.client.clone());
+pub async fn run(
+    api: Api<Warehouse>,
+    index: Arc<RepositoryIndex>,
+    restarts: Counter,
+    synced: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|w: &mut Warehouse| {
@@ -36,14 +41,7 @@ pub async fn run(shared: Arc<Shared>, synced: watch::Sender<bool>, shutdown: Can
             w.status = None;
         });
     let mut stream = std::pin::pin!(stream);
-    let mut buffer: Vec<Warehouse> = Vec::new();
-    let restarts = shared
-        .metrics
-        .watch_restarts
-        .get_or_create(&ResourceLabels {
-            resource: "warehouses",
-        })
-        .clone();
+    let mut relist = Relist::default();
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -51,21 +49,18 @@ pub async fn run(shared: Arc<Shared>, synced: watch::Sender<bool>, shutdown: Can
         };
         let Some(event) = event else { return };
         match event {
-            Ok(watcher::Event::Init) => buffer.clear(),
-            Ok(watcher::Event::InitApply(w)) => buffer.push(w),
+            Ok(watcher::Event::Init) => relist = Relist::default(),
+            Ok(watcher::Event::InitApply(w)) => report(index.relist_add(&mut relist, &w)),
             Ok(watcher::Event::InitDone) => {
-                report(shared.index.replace_warehouses(buffer.iter()));
-                tracing::info!(count = buffer.len(), "Warehouses indexed");
-                buffer = Vec::new();
+                let relist = std::mem::take(&mut relist);
+                let count = relist.len();
+                index.finish_relist(relist);
+                tracing::info!(count, "Warehouses indexed");
                 synced.send_replace(true);
             }
-            Ok(watcher::Event::Apply(w)) => {
-                report(shared.index.upsert_warehouse(&w));
-            }
+            Ok(watcher::Event::Apply(w)) => report(index.upsert(&w)),
             Ok(watcher::Event::Delete(w)) => {
-                shared
-                    .index
-                    .remove_warehouse(&w.namespace().unwrap_or_default(), &w.name_any());
+                index.remove(&w.namespace().unwrap_or_default(), &w.name_any());
             }
             Err(e) => {
                 restarts.inc();

@@ -1,13 +1,13 @@
 //! Status writes and Events (leader only). The patch itself is computed by
-//! [`super::reconcile::status_patch`]; this module sends it to `/status` as
-//! a JSON merge patch and publishes transition Events.
+//! [`crate::core::status::status_patch`]; this module sends it to `/status`
+//! as a JSON merge patch and publishes transition Events.
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::Value;
 
-use super::reconcile::EventSpec;
+use crate::core::status::EventSpec;
 
 /// Sends a merge patch to the object's `/status`.
 pub async fn patch_status<K>(api: &Api<K>, name: &str, patch: &Value) -> Result<(), kube::Error>

@@ -97,15 +97,6 @@ impl Leadership {
         }
     }
 
-    /// A replica that always leads (single-replica setups and unit tests).
-    pub fn always() -> Self {
-        let l = Self::new();
-        l.set(Some(
-            Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600),
-        ));
-        l
-    }
-
     /// Whether this replica may write status right now.
     pub fn is_leader(&self) -> bool {
         self.lock().is_some_and(|until| Instant::now() < until)
@@ -373,7 +364,6 @@ mod tests {
         assert!(!l.is_leader());
         l.set(None);
         assert!(!*rx.borrow_and_update());
-        assert!(Leadership::always().is_leader());
     }
 
     #[tokio::test]

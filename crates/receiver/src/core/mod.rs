@@ -1,0 +1,17 @@
+//! The pure logic: no I/O, no clocks, no tasks. Everything here is a
+//! function of its arguments and is tested with tables of cases.
+//!
+//! - [`receiver_path`]: the URL derivation users depend on byte for byte;
+//! - [`harbor`]: Harbor's webhook payloads, both formats;
+//! - [`repository`]: repository normalisation, as Kargo computes its keys;
+//! - [`tags`]: would Kargo consider a pushed tag for a subscription;
+//! - [`token`]: auth-header verification against a digest;
+//! - [`status`]: the ProjectConfig/ClusterConfig status we want, and the
+//!   patch that gets there.
+
+pub mod harbor;
+pub mod receiver_path;
+pub mod repository;
+pub(crate) mod status;
+pub mod tags;
+pub mod token;
