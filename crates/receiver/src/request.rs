@@ -35,7 +35,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
@@ -43,6 +43,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use tokio::sync::Semaphore;
+// Tokio's clock (std's when not paused): deadlines and the refresh
+// promise compare instants of one clock, also in paused-clock tests.
+use tokio::time::Instant;
 
 use crate::core::harbor;
 use crate::health::Health;
@@ -424,7 +427,7 @@ impl Handler {
     {
         let ctx = &self.ctx;
         let arrival = Instant::now();
-        let deadline = tokio::time::Instant::from_std(arrival + ctx.request_timeout);
+        let deadline = arrival + ctx.request_timeout;
         ctx.metrics.in_flight.inc();
         let _in_flight = InFlight(ctx.metrics.in_flight.clone());
 
@@ -959,7 +962,8 @@ mod handle_tests {
             index,
             refresher,
             metrics: metrics.requests,
-            request_timeout: Duration::from_millis(300),
+            // Virtual: the timeout tests run on a paused clock.
+            request_timeout: Duration::from_secs(30),
         })
     }
 
@@ -1014,7 +1018,7 @@ mod handle_tests {
         assert!(text.contains("webhook_requests_in_flight 0"), "{text}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_body_that_never_ends_gets_408() {
         let h = handler(false);
         let first = futures::stream::iter(vec![Ok::<_, std::io::Error>(Frame::data(
@@ -1030,7 +1034,7 @@ mod handle_tests {
         assert!(exposition(&h).contains("webhook_requests_in_flight 0"));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn buffered_bodies_are_bounded_across_requests() {
         // Budget 1, and the one permit is taken (as by another request whose
         // body is being buffered): an authorised request cannot buffer its
@@ -1054,7 +1058,7 @@ mod handle_tests {
         assert_eq!(h.bodies.available_permits(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn refreshes_beyond_the_request_timeout_get_503() {
         let h = handler(true);
         let got = answer(

@@ -3,7 +3,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use clap::Parser;
 use futures::future::BoxFuture;
@@ -11,6 +10,7 @@ use futures::FutureExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::config::{Cli, Command, Config};
 use crate::core::token::TokenDigest;

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::future::BoxFuture;
@@ -39,6 +39,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Resource};
 use tokio::sync::watch;
+// Tokio's clock (std's when not paused), as the request path's arrival.
+use tokio::time::Instant;
 
 use thiserror::Error;
 
@@ -467,7 +469,9 @@ mod tests {
             Arc::new(patcher.clone()),
             Metrics::new().refresh,
             RefreshSettings {
-                api_timeout: Duration::from_millis(300),
+                // Virtual where it matters: the timeout test runs on a
+                // paused clock.
+                api_timeout: Duration::from_secs(10),
                 concurrency,
             },
             None,
@@ -547,7 +551,7 @@ mod tests {
         assert_eq!(r.pending(), 0, "slots are released");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn failures_and_deleted_warehouses() {
         let patcher = FakePatcher::new(true);
         patcher.fail.lock().unwrap().insert("broken".into(), 500);

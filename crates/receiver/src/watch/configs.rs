@@ -171,7 +171,7 @@ pub struct Context<K: ConfigResource> {
 }
 
 impl<K: ConfigResource> Context<K> {
-    fn new(shared: Shared, store: Store<K>) -> Self {
+    pub(super) fn new(shared: Shared, store: Store<K>) -> Self {
         Self {
             shared,
             store,
@@ -417,17 +417,21 @@ async fn log_result<K, E1, E2>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::core::token::TokenDigest;
     use crate::index::{ReceiverEntry, Route};
     use kargo_api::ProjectConfigSpec;
     use kube::runtime::events::Reporter;
 
-    fn shared(routes: Arc<RouteTable>) -> Shared {
-        let config = crate::testing::config(&["--base-url", "https://h"]);
-        // Never contacted.
-        let client = crate::testing::offline_client();
+    /// What the reconciles share, over `client` (never contacted when
+    /// offline), for `run <args>`.
+    pub(in crate::watch) fn shared(
+        client: kube::Client,
+        args: &[&str],
+        routes: Arc<RouteTable>,
+    ) -> Shared {
+        let config = crate::testing::config(args);
         let settings = crate::app::watch_settings(&config);
         Shared {
             secrets: Arc::new(SecretReader::new(
@@ -449,6 +453,14 @@ mod tests {
             ),
             client,
         }
+    }
+
+    fn offline(routes: Arc<RouteTable>) -> Shared {
+        shared(
+            crate::testing::offline_client(),
+            &["--base-url", "https://h"],
+            routes,
+        )
     }
 
     fn project_config(ns: &str) -> ProjectConfig {
@@ -479,7 +491,7 @@ mod tests {
         let routes = Arc::new(RouteTable::new());
         // An empty store: the object is gone.
         let (store, _writer) = reflector::store::<ProjectConfig>();
-        let ctx = Context::new(shared(routes.clone()), store);
+        let ctx = Context::new(offline(routes.clone()), store);
         let pc = project_config("p");
         let scope = pc.scope();
         routes.replace(&scope, vec![route(&scope)]);
@@ -496,7 +508,7 @@ mod tests {
     #[tokio::test]
     async fn readiness_waits_for_every_listed_object_once() {
         let (store, mut writer) = reflector::store::<ProjectConfig>();
-        let ctx = Context::new(shared(Arc::new(RouteTable::new())), store);
+        let ctx = Context::new(offline(Arc::new(RouteTable::new())), store);
         let ready = ctx.ready.subscribe();
         let (a, b, c) = (
             project_config("a"),
@@ -521,7 +533,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_first_list_is_ready_at_once() {
         let (store, _writer) = reflector::store::<ProjectConfig>();
-        let ctx = Context::new(shared(Arc::new(RouteTable::new())), store);
+        let ctx = Context::new(offline(Arc::new(RouteTable::new())), store);
         ctx.relisted();
         assert!(*ctx.ready.borrow());
     }

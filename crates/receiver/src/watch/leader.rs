@@ -111,7 +111,9 @@ impl Leadership {
         self.valid_until.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, until: Option<Instant>) {
+    /// Leads until `until` (`None`: not leader). The election loop's, and
+    /// tests' of the reconcile.
+    pub(super) fn set(&self, until: Option<Instant>) {
         *self.lock() = until;
         let leading = until.is_some();
         self.changes.send_if_modified(|v| {

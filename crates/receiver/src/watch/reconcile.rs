@@ -305,3 +305,253 @@ pub fn error_policy<K: ConfigResource>(
     tracing::warn!(config = %key, error = %error, ?delay, "reconcile failed; retrying");
     Action::requeue(delay)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The reconcile against a scripted API server (kube-rs' `tower-test`
+    //! mock, as controller-rs' `ApiServerVerifier`): each test lists the
+    //! calls the reconcile must make, in order, with their answers, and
+    //! fails on any other call.
+
+    use super::*;
+    use crate::index::RouteTable;
+    use crate::watch::configs::tests::shared;
+    use http::{Method, Request, Response};
+    use kargo_api::ProjectConfig;
+    use kube::client::Body;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher;
+    use serde_json::{json, Value};
+    use std::time::Instant;
+
+    const VECTOR_PATH: &str =
+        "/harbor/17a7336dba364e59970fc2dc40e1f49e7bfd68f8176f67dcd39e28f323a992ec";
+
+    /// One expected call: method, path, and the answer (status, body). The
+    /// request body is handed to `check`.
+    struct Call {
+        method: Method,
+        path: String,
+        status: u16,
+        answer: Value,
+        check: fn(&Value),
+    }
+
+    fn call(method: Method, path: &str, status: u16, answer: Value) -> Call {
+        Call {
+            method,
+            path: path.to_owned(),
+            status,
+            answer,
+            check: |_| {},
+        }
+    }
+
+    /// Serves `script` in order, then answers 500 to anything else; returns
+    /// the calls that were not in the script (as `METHOD path`).
+    async fn serve(
+        mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+        script: Vec<Call>,
+    ) -> Vec<String> {
+        use http_body_util::BodyExt;
+        let mut script = script.into_iter();
+        let mut unexpected = Vec::new();
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect().await.unwrap().to_bytes();
+            let got = format!("{} {}", parts.method, parts.uri.path());
+            let (status, answer) = match script.next() {
+                Some(c) if c.method == parts.method && c.path == parts.uri.path() => {
+                    let sent: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    (c.check)(&sent);
+                    (c.status, c.answer)
+                }
+                other => {
+                    let wanted = other.map(|c| format!("{} {}", c.method, c.path));
+                    unexpected.push(format!("{got} (expected {wanted:?})"));
+                    (500, json!({"kind": "Status", "code": 500}))
+                }
+            };
+            let response = Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap();
+            respond.send_response(response);
+        }
+        let missing: Vec<String> = script
+            .map(|c| format!("{} {} (never made)", c.method, c.path))
+            .collect();
+        unexpected.extend(missing);
+        unexpected
+    }
+
+    fn project_config(status: Value) -> ProjectConfig {
+        serde_json::from_value(json!({
+            "apiVersion": "kargo.akuity.io/v1alpha1",
+            "kind": "ProjectConfig",
+            "metadata": {"name": "kargo-demo", "namespace": "kargo-demo", "uid": "u1",
+                         "generation": 1, "resourceVersion": "7"},
+            "spec": {"webhookReceivers": [
+                {"name": "harbor-wh-receiver", "harbor": {"secretRef": {"name": "harbor-wh-secret"}}}
+            ]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn secret(token: &str) -> Value {
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("harbor-wh-secret".into()),
+                namespace: Some("kargo-demo".into()),
+                resource_version: Some("3".into()),
+                ..Default::default()
+            },
+            data: Some(
+                [(
+                    "auth-header".to_owned(),
+                    k8s_openapi::ByteString(token.as_bytes().to_vec()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        serde_json::to_value(secret).unwrap()
+    }
+
+    fn not_found() -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "reason": "NotFound", "code": 404, "message": "not found"})
+    }
+
+    const SECRET: &str = "/api/v1/namespaces/kargo-demo/secrets/harbor-wh-secret";
+    const STATUS: &str =
+        "/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/projectconfigs/kargo-demo/status";
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/kargo-demo/events";
+
+    /// Reconciles `pc` as the leader against `script`; returns the
+    /// unexpected or missing calls and the route table.
+    async fn reconcile_against(
+        pc: ProjectConfig,
+        script: Vec<Call>,
+    ) -> (Vec<String>, Arc<RouteTable>) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(serve(handle, script));
+        let client = kube::Client::new(service, "default");
+        let routes = Arc::new(RouteTable::new());
+        let shared = shared(
+            client,
+            &["--base-url", "https://webhooks.example.com"],
+            routes.clone(),
+        );
+        shared
+            .leadership
+            .set(Some(Instant::now() + Duration::from_secs(3600)));
+        let (store, mut writer) = reflector::store::<ProjectConfig>();
+        writer.apply_watcher_event(&watcher::Event::Apply(pc.clone()));
+        let ctx = Arc::new(Context::new(shared, store));
+        let result = reconcile(Arc::new(pc), ctx.clone()).await;
+        assert!(result.is_ok(), "{result:?}");
+        // Every call the reconcile made was awaited; dropping the client
+        // ends the script.
+        drop(ctx);
+        (server.await.unwrap(), routes)
+    }
+
+    #[tokio::test]
+    async fn a_harbor_receiver_gets_its_route_and_one_status_write() {
+        let pc = project_config(Value::Null);
+        let (wrong, routes) = reconcile_against(
+            pc.clone(),
+            vec![
+                call(Method::GET, SECRET, 200, secret("test-auth-token-123")),
+                Call {
+                    check: |sent| {
+                        let status = &sent["status"];
+                        assert_eq!(status["webhookReceivers"][0]["path"], VECTOR_PATH);
+                        assert_eq!(
+                            status["webhookReceivers"][0]["url"],
+                            format!("https://webhooks.example.com{VECTOR_PATH}")
+                        );
+                        assert_eq!(status["conditions"][0]["type"], "Ready");
+                        assert_eq!(status["conditions"][0]["status"], "True");
+                        assert_eq!(status["observedGeneration"], 1);
+                        // Conditional on what was read: a concurrent writer's
+                        // change is never lost.
+                        assert_eq!(sent["metadata"]["resourceVersion"], "7");
+                    },
+                    ..call(
+                        Method::PATCH,
+                        STATUS,
+                        200,
+                        serde_json::to_value(&pc).unwrap(),
+                    )
+                },
+                call(Method::POST, EVENTS, 201, json!({})),
+            ],
+        )
+        .await;
+        assert!(wrong.is_empty(), "{wrong:?}");
+        assert!(routes
+            .lookup(VECTOR_PATH)
+            .is_some_and(|e| e.token.verify(b"test-auth-token-123")));
+    }
+
+    #[tokio::test]
+    async fn a_status_that_already_says_so_is_not_written() {
+        let desired = json!({
+            "conditions": [{
+                "type": "Ready", "status": "True", "reason": "Synced",
+                "message": "1 Harbor webhook receiver(s) ready",
+                "observedGeneration": 1,
+                "lastTransitionTime": "2026-11-29T00:00:00Z",
+            }],
+            "observedGeneration": 1,
+            "webhookReceivers": [{
+                "name": "harbor-wh-receiver", "path": VECTOR_PATH,
+                "url": format!("https://webhooks.example.com{VECTOR_PATH}"),
+            }],
+        });
+        // Then with that status in place: one Secret read, no write.
+        let (wrong, _) = reconcile_against(
+            project_config(desired),
+            vec![call(
+                Method::GET,
+                SECRET,
+                200,
+                secret("test-auth-token-123"),
+            )],
+        )
+        .await;
+        assert!(wrong.is_empty(), "{wrong:?}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_is_reported_and_routes_nothing() {
+        let (wrong, routes) = reconcile_against(
+            project_config(Value::Null),
+            vec![
+                call(Method::GET, SECRET, 404, not_found()),
+                Call {
+                    check: |sent| {
+                        let ready = &sent["status"]["conditions"][0];
+                        assert_eq!(ready["status"], "False");
+                        assert_eq!(ready["reason"], "SecretNotFound");
+                        assert_eq!(sent["status"]["webhookReceivers"], json!([]));
+                    },
+                    ..call(
+                        Method::PATCH,
+                        STATUS,
+                        200,
+                        serde_json::to_value(project_config(Value::Null)).unwrap(),
+                    )
+                },
+                call(Method::POST, EVENTS, 201, json!({})),
+            ],
+        )
+        .await;
+        assert!(wrong.is_empty(), "{wrong:?}");
+        assert!(routes.load().is_empty());
+    }
+}
