@@ -100,7 +100,7 @@ async fn the_examples_work_as_the_readme_says() {
     })
     .await;
     let path = receivers[0]["path"].as_str().expect("path").to_owned();
-    // The example uses DESIGN.md's vector token, so the path is the vector's.
+    // The example uses the vector token of docs/behaviour.md, so the path is the vector's.
     assert_eq!(
         path,
         "/harbor/17a7336dba364e59970fc2dc40e1f49e7bfd68f8176f67dcd39e28f323a992ec"
