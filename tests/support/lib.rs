@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 pub use kube_emulator::{Emulator, EmulatorOptions, Fault, Handle, RequestRecord};
 pub use webhook::{http_client, send, Answer, HttpClient, ANSWER_DEADLINE};
 
+pub mod kargo;
 mod webhook;
 
 /// The base URL every test configuration uses.
