@@ -4,10 +4,10 @@ CARGO ?= cargo
 # Where the end-to-end tests leave the program's API requests (tests/support/lib.rs).
 E2E_REQUESTS := $(or $(CARGO_TARGET_DIR),target)/e2e-requests
 
-.PHONY: help build test unit lint fmt bench demo crds chart
+.PHONY: help build test unit lint fmt bench demo crds update-crds chart
 
 help: ## List targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## Build every crate and the binaries
 	$(CARGO) build --workspace --all-targets
@@ -33,3 +33,6 @@ demo: ## Local demo: emulated API server, the receiver, a Harbor push
 
 crds: ## Print the project's generated CRDs
 	@$(CARGO) run -q -p kargo-harbor-receiver -- crds
+
+update-crds: ## Rewrite charts/kargo-harbor-receiver/files/crds.yaml from crates/kargo-api
+	UPDATE_CRDS=1 $(CARGO) test -q -p e2e --test crds

@@ -2,9 +2,6 @@
 # Validates charts/kargo-harbor-receiver with real Helm, offline.
 #
 #   hack/chart/validate.sh                     lint, render, check, unit tests
-#   hack/chart/validate.sh --check-crds        also: files/crds.yaml is what
-#                                              `kargo-harbor-receiver crds` prints
-#                                              (builds the binary with cargo)
 #   hack/chart/validate.sh --apply             also: kubectl apply both renders
 #                                              to kube-emulators started here
 #   hack/chart/validate.sh --apply KUBECONFIG  ... or to that API server
@@ -37,7 +34,6 @@ base_url="https://kargo-webhooks.example.com"
 apply=0
 apply_kubeconfig=""
 rbac_log=""
-check_crds=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --apply)
@@ -52,10 +48,6 @@ while [[ $# -gt 0 ]]; do
       [[ $# -ge 2 ]] || { echo "validate.sh: --rbac-log needs a directory (or file) of request logs" >&2; exit 2; }
       rbac_log="$2"
       shift 2
-      ;;
-    --check-crds)
-      check_crds=1
-      shift
       ;;
     -h | --help)
       sed -n '2,23p' "${BASH_SOURCE[0]}"
@@ -125,12 +117,6 @@ step "hadolint Dockerfile (the image itself is never built here: no Docker engin
 
 step "unit tests of hack/chart (rbac.py)"
 "$py" -m unittest discover -s "$here" -p 'test_*.py'
-
-# --- 6. optional: the CRDs are the program's -----------------------------------
-if [[ "$check_crds" == 1 ]]; then
-  step "files/crds.yaml is up to date"
-  "$here/update-crds.sh" --check
-fi
 
 # --- 7. optional: the program's API requests against the chart's RBAC ---------
 # The end-to-end tests (cargo nextest run) leave, per test, the requests that
