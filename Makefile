@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the end-to-end tests leave the program's API requests (tests/support/lib.rs).
 E2E_REQUESTS := $(or $(CARGO_TARGET_DIR),target)/e2e-requests
 
-.PHONY: help build test unit lint fmt bench demo crds update-crds chart
+.PHONY: help build test unit lint deny fmt bench demo crds update-crds chart
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ lint: ## Formatting check and clippy with warnings denied
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	# --all-targets leaves out test = false targets: tests/chart.rs.
 	$(CARGO) clippy -p e2e --test chart -- -D warnings
+
+deny: ## cargo deny check: advisories, licences, duplicate and banned crates, sources
+	bash hack/deny.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
