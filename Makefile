@@ -22,10 +22,10 @@ test: ## Run every test: unit, kube-emulator, end-to-end, chart validation, char
 	bash hack/chart/validate.sh --apply
 	$(CARGO) nextest run -p e2e --test chart --no-capture
 
+# --all-targets leaves out test = false targets, hence tests/chart.rs apart.
 lint: ## Formatting check and clippy with warnings denied
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	# --all-targets leaves out test = false targets: tests/chart.rs.
 	$(CARGO) clippy -p e2e --test chart -- -D warnings
 
 deny: ## cargo deny check: advisories, licences, duplicate and banned crates, sources
