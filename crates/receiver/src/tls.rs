@@ -319,13 +319,24 @@ pub fn server_config(
     key: &Path,
     interval: Duration,
 ) -> Result<ServerConfig, TlsError> {
-    let (resolver, _task) = ReloadingCert::spawn(cert, key, interval, CancellationToken::new())?;
+    reloading_server_config(cert, key, interval, CancellationToken::new()).map(|(c, _)| c)
+}
+
+/// [`server_config`], whose reload task also stops when `stop` (e.g. the
+/// app's shutdown token) is cancelled; the handle tells when it has ended.
+pub fn reloading_server_config(
+    cert: &Path,
+    key: &Path,
+    interval: Duration,
+    stop: CancellationToken,
+) -> Result<(ServerConfig, JoinHandle<()>), TlsError> {
+    let (resolver, task) = ReloadingCert::spawn(cert, key, interval, stop)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, task))
 }
 
 #[cfg(test)]
@@ -456,6 +467,37 @@ mod tests {
         tokio::time::timeout(deadline, task)
             .await
             .expect("the task stops with its resolver")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_server_config_s_task_ends_with_the_config_or_on_shutdown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(tmp.path(), "one");
+        let deadline = Duration::from_secs(20);
+        let hour = Duration::from_secs(3600);
+
+        let (config, task) =
+            reloading_server_config(&cert, &key, hour, CancellationToken::new()).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        // The server holds the config in an Arc (its TlsAcceptor).
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        assert!(!task.is_finished());
+        drop(acceptor);
+        tokio::time::timeout(deadline, task)
+            .await
+            .expect("the task ends with the config")
+            .unwrap();
+
+        let shutdown = CancellationToken::new();
+        let (_config, task) = reloading_server_config(&cert, &key, hour, shutdown.clone()).unwrap();
+        shutdown.cancel();
+        tokio::time::timeout(deadline, task)
+            .await
+            .expect("the task ends on shutdown")
             .unwrap();
     }
 
