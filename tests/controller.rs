@@ -926,7 +926,7 @@ async fn binary_writes_status_and_releases_the_lease_on_sigterm() {
     assert!(exit.success(), "{exit:?}");
     assert_eq!(holder().await, None, "Lease not released");
     // The binary names itself (app::client_config): its Lease writes carry
-    // the program's User-Agent, so they reach the request log for rbac.py.
+    // the program's User-Agent, so they reach the request log for the RBAC check (tests/chart.rs).
     assert!(
         env.requests()
             .iter()
@@ -955,7 +955,7 @@ async fn program_requests_carry_its_user_agent_and_the_tests_do_not() {
         "{theirs:#?}"
     );
     assert!(theirs.iter().all(|r| r.user_agent.is_none()), "{theirs:#?}");
-    // Drop writes the program's requests for hack/chart/rbac.py; the explicit
+    // Drop writes the program's requests for tests/chart.rs; the explicit
     // call writes another file with the same content.
     let path = env.write_request_log().unwrap().expect("a log file");
     assert!(path.starts_with(request_log_dir()), "{}", path.display());

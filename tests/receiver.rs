@@ -808,8 +808,8 @@ async fn h2_prior_knowledge_is_served() {
 #[tokio::test]
 async fn tls_is_served_and_a_rotated_certificate_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (c1, k1) = kargo_harbor_receiver::tls::self_signed_with_openssl(dir.path(), "one").unwrap();
-    let (c2, k2) = kargo_harbor_receiver::tls::self_signed_with_openssl(dir.path(), "two").unwrap();
+    let (c1, k1) = self_signed(dir.path(), "one");
+    let (c2, k2) = self_signed(dir.path(), "two");
     let cert = dir.path().join("tls.crt");
     let key = dir.path().join("tls.key");
     std::fs::copy(&c1, &cert).unwrap();
@@ -855,6 +855,16 @@ async fn tls_is_served_and_a_rotated_certificate_is_picked_up() {
     assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
 }
 
+/// A fresh self-signed pair for `localhost` in `dir` (rcgen): (cert, key) paths.
+fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
 /// POSTs a push over TLS trusting only `ca`; (status, body) or an error.
 async fn tls_post(
     addr: SocketAddr,
@@ -863,7 +873,7 @@ async fn tls_post(
 ) -> Result<(u16, String), String> {
     let pem = std::fs::read(ca).map_err(|e| e.to_string())?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile_certs(&pem) {
+    for cert in pem_certs(&pem) {
         roots.add(cert).map_err(|e| e.to_string())?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -905,7 +915,7 @@ async fn tls_post(
     ))
 }
 
-fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+fn pem_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()

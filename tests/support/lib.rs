@@ -27,6 +27,7 @@ pub use kube_emulator::{Emulator, EmulatorOptions, Fault, Handle, RequestRecord}
 pub use webhook::{http_client, send, Answer, HttpClient, ANSWER_DEADLINE};
 
 pub mod kargo;
+pub mod rbac;
 mod webhook;
 
 /// The base URL every test configuration uses.
@@ -213,8 +214,8 @@ pub fn is_program_request(r: &RequestRecord) -> bool {
 }
 
 /// Where the end-to-end tests leave the program's API requests, one JSON file
-/// per [`Env`] (`<test>-<pid>-<n>.json`), for `hack/chart/rbac.py` (run by
-/// `hack/chart/validate.sh --rbac-log target/e2e-requests`):
+/// per [`Env`] (`<test>-<pid>-<n>.json`), for the chart's RBAC check
+/// (`tests/chart.rs`, run by `make test` after the other tests):
 /// `$CARGO_TARGET_DIR/e2e-requests`, else `e2e-requests` in the target
 /// directory that holds this test binary.
 pub fn request_log_dir() -> PathBuf {
@@ -234,6 +235,30 @@ pub fn request_log_dir() -> PathBuf {
             .unwrap_or_else(|| workspace.join("target")),
     };
     target.join("e2e-requests")
+}
+
+/// Every request log in `dir` (see [`request_log_dir`]): (file name, its
+/// requests), sorted by file name.
+pub fn read_request_logs(dir: &Path) -> anyhow::Result<Vec<(String, Vec<rbac::RecordedRequest>)>> {
+    use anyhow::Context;
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let requests =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        logs.push((name, requests));
+    }
+    logs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(logs)
 }
 
 /// The running test's name: libtest names the thread after the test (with

@@ -14,7 +14,8 @@
 //!
 //! Shutdown: the listeners stop accepting and drain within
 //! `--shutdown-timeout`, the controller stops and releases the Lease, then
-//! the Warehouse Event sender stops; every task is joined.
+//! the Warehouse Event sender and the certificate reloader stop; every task
+//! is joined.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,6 +96,7 @@ pub struct Running {
     metrics_server: JoinHandle<()>,
     controller: JoinHandle<Result<(), WatchError>>,
     events: JoinHandle<()>,
+    tls_reload: Option<JoinHandle<()>>,
 }
 
 /// Binds the listeners and starts every part.
@@ -108,13 +110,20 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
     let shutdown = CancellationToken::new();
     let events_shutdown = CancellationToken::new();
 
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsAcceptor::from(Arc::new(tls::server_config(
-            cert,
-            key,
-            tls::DEFAULT_CHECK_INTERVAL,
-        )?))),
-        _ => None,
+    let (tls, tls_reload) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let (server_config, reload) = tls::reloading_server_config(
+                cert,
+                key,
+                tls::DEFAULT_CHECK_INTERVAL,
+                shutdown.clone(),
+            )?;
+            (
+                Some(TlsAcceptor::from(Arc::new(server_config))),
+                Some(reload),
+            )
+        }
+        _ => (None, None),
     };
     let limits = Limits {
         max_connections: config.max_connections,
@@ -193,6 +202,7 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
         metrics_server,
         controller,
         events,
+        tls_reload,
     })
 }
 
@@ -227,6 +237,9 @@ impl Running {
         let controller = self.controller.await;
         self.events_shutdown.cancel();
         let events = self.events.await;
+        if let Some(reload) = self.tls_reload {
+            reload.await?;
+        }
         webhook?;
         metrics?;
         controller??;
@@ -248,6 +261,9 @@ impl Running {
                 let webhook = self.webhook.await;
                 let metrics = self.metrics_server.await;
                 let events = self.events.await;
+                if let Some(reload) = self.tls_reload {
+                    reload.await?;
+                }
                 r??;
                 webhook?;
                 metrics?;

@@ -28,7 +28,7 @@ pub(crate) mod refresh;
 pub mod request;
 #[cfg(test)]
 mod testing;
-pub mod tls;
+pub(crate) mod tls;
 pub(crate) mod watch;
 
 pub use app::run;
