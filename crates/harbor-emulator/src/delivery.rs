@@ -327,15 +327,26 @@ fn same_or_sub_domain(original: &Uri, next: &Uri) -> bool {
     b == a || b.ends_with(&format!(".{a}"))
 }
 
+/// The rustls error inside (possibly nested) I/O errors.
+fn rustls_cause(io: &std::io::Error) -> Option<&rustls::Error> {
+    let mut inner: &(dyn std::error::Error + 'static) = io.get_ref()?;
+    loop {
+        if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        inner = match inner.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref()?,
+            None => inner.source()?,
+        };
+    }
+}
+
 fn go_error(url: &Uri, err: &hyper_util::client::legacy::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     let mut detail = err.to_string();
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
+            if let Some(tls) = rustls_cause(io) {
                 detail = match tls {
                     rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
                         "tls: failed to verify certificate: x509: certificate signed by unknown authority".into()
