@@ -34,6 +34,14 @@ struct Args {
     /// Private key (PEM) for --tls-cert.
     #[arg(long, env = "HARBOR_EMULATOR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve the API over TLS with a generated self-signed certificate (for localhost and
+    /// 127.0.0.1) and write that certificate (PEM) here, for the client's CA bundle.
+    #[arg(
+        long,
+        env = "HARBOR_EMULATOR_TLS_SELF_SIGNED",
+        conflicts_with = "tls_cert"
+    )]
+    tls_self_signed: Option<PathBuf>,
     /// Extra CA (PEM) trusted for https webhook targets.
     #[arg(long, env = "HARBOR_EMULATOR_TARGET_CA")]
     target_ca: Option<PathBuf>,
@@ -80,10 +88,18 @@ async fn main() -> anyhow::Result<()> {
             key_pem: read(k)?,
         });
     }
+    if args.tls_self_signed.is_some() {
+        opts.tls = Some(TlsOptions::Generate {
+            subject_alt_names: vec!["localhost".into(), "127.0.0.1".into()],
+        });
+    }
     if let Some(ca) = &args.target_ca {
         opts.delivery.extra_ca_pem = Some(read(ca)?);
     }
     let handle = HarborEmulator::start(opts).await?;
+    if let (Some(path), Some(pem)) = (&args.tls_self_signed, handle.ca_pem()) {
+        std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!("harbor-emulator listening on {}", handle.url());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use harbor_emulator::{
-    ApiFault, EmulatorOptions, Handle, HarborEmulator, ProjectSpec, RobotSpec, TlsOptions,
+    ApiFault, EmulatorOptions, Handle, HarborEmulator, ProjectRole, ProjectSpec, RobotSpec,
+    TlsOptions, UserSpec,
 };
 use http::Method;
 use serde_json::json;
@@ -690,4 +691,48 @@ async fn the_api_can_be_served_over_tls() {
     let uri = format!("https://localhost:{}/api/v2.0/ping", h.addr().port());
     let resp = client.get(uri.parse().unwrap()).await.unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn project_roles_of_local_users() {
+    let (h, api) = start().await;
+    h.add_user(UserSpec {
+        username: "maint".into(),
+        password: "pw".into(),
+        sysadmin: false,
+        roles: [("team-a".to_string(), ProjectRole::Maintainer)].into(),
+    });
+    h.add_user(UserSpec {
+        username: "dev".into(),
+        password: "pw".into(),
+        sysadmin: false,
+        roles: [("team-a".to_string(), ProjectRole::Developer)].into(),
+    });
+    let maint = basic("maint", "pw");
+    let r = api.as_user(Method::GET, POLICIES, &maint, None).await;
+    assert_eq!(r.status, 200);
+    let r = api
+        .as_user(
+            Method::POST,
+            POLICIES,
+            &maint,
+            Some(policy("m", "http://r", "Default", true)),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = api
+        .as_user(Method::GET, POLICIES, &basic("dev", "pw"), None)
+        .await;
+    assert_eq!(r.status, 403);
+    let r = api
+        .as_user(
+            Method::GET,
+            "/api/v2.0/projects/team-a",
+            &basic("dev", "pw"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["current_user_role_ids"], json!([2]));
+    assert_eq!(r.json()["current_user_role_id"], 2);
 }
