@@ -122,22 +122,39 @@ fn media_type(s: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Whether an `Accept` header admits one of the offers (`None` header: yes).
-fn acceptable(accept: Option<&str>, offer: &str) -> bool {
-    let Some(accept) = accept else { return true };
-    let ranges: Vec<String> = accept
+/// go-openapi's negotiation of the answer's media type: `None` when `Accept` excludes the
+/// offer (then the request's own content type, if any, is used instead).
+fn negotiate(accept: &[&str], offer: &str) -> Option<bool> {
+    if accept.is_empty() {
+        return Some(true);
+    }
+    let ranges: Vec<(String, f32)> = accept
+        .join(", ")
         .split(',')
-        .map(media_type)
-        .filter(|r| r.contains('/'))
+        .filter_map(|r| {
+            let mut parts = r.split(';');
+            let mt = parts.next()?.trim().to_ascii_lowercase();
+            if !mt.contains('/') {
+                return None;
+            }
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some((mt, q))
+        })
         .collect();
     if ranges.is_empty() {
-        return true;
+        return None;
     }
     let (ot, os) = offer.split_once('/').unwrap_or((offer, ""));
-    ranges.iter().any(|r| {
-        let (t, s) = r.split_once('/').unwrap_or((r, ""));
-        (t == "*" || t == ot) && (s == "*" || s == os)
-    })
+    ranges
+        .iter()
+        .any(|(r, q)| {
+            let (t, s) = r.split_once('/').unwrap_or((r, ""));
+            *q > 0.0 && (t == "*" || t == ot) && (s == "*" || s == os)
+        })
+        .then_some(true)
 }
 
 fn bind(req: &ApiRequest, op: Op, segs: &[&str]) -> Result<Params, ApiError> {
@@ -165,11 +182,13 @@ fn bind(req: &ApiRequest, op: Op, segs: &[&str]) -> Result<Params, ApiError> {
     } else {
         JSON
     };
-    let accept = req
+    let accept: Vec<&str> = req
         .headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    if !acceptable(accept, produces) && request_content_type.is_empty() {
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if negotiate(&accept, produces).is_none() && request_content_type.is_empty() {
         return Err(ApiError::validation(&[format!(
             "unsupported media type requested, only [{produces}] are available"
         )]));
@@ -825,10 +844,15 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert!(acceptable(None, JSON));
-        assert!(acceptable(Some("application/json, text/plain"), JSON));
-        assert!(acceptable(Some("*/*"), TEXT));
-        assert!(!acceptable(Some("text/html"), JSON));
+        assert_eq!(negotiate(&[], JSON), Some(true));
+        assert_eq!(
+            negotiate(&["application/json, text/plain"], JSON),
+            Some(true)
+        );
+        assert_eq!(negotiate(&["*/*"], TEXT), Some(true));
+        assert_eq!(negotiate(&["text/html"], JSON), None);
+        assert_eq!(negotiate(&["application/json;q=0"], JSON), None);
+        assert_eq!(negotiate(&[""], JSON), None);
     }
 
     #[test]

@@ -483,3 +483,81 @@ async fn the_http_control_endpoint_pushes_for_the_demo() {
         .iter()
         .all(|r| !r.path.starts_with("/_emulator")));
 }
+
+#[tokio::test]
+async fn redirects_are_followed_like_gos_client() {
+    let (h, api) = start(None).await;
+    let rx = Receiver::start(vec![
+        Reply::redirect(307, "/again"),
+        Reply::redirect(303, "/see-other"),
+    ])
+    .await;
+    create(&api, policy("p", &rx.url("/hook"), "Default", true)).await;
+    let d = h.push(PushSpec::tag("team-a", "app", "1.0.0")).unwrap();
+    let (_, t) = h
+        .wait_execution_done(d[0].execution_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!((t.status, t.run_count), (Status::Success, 1));
+    let got = rx.received();
+    let seen: Vec<(Method, &str, usize)> = got
+        .iter()
+        .map(|r| (r.method.clone(), r.path.as_str(), r.body.len()))
+        .collect();
+    assert_eq!(seen[0].0, Method::POST);
+    // 307 keeps the method and the body; 303 turns it into a bodyless GET.
+    assert_eq!((seen[1].0.clone(), seen[1].1), (Method::POST, "/again"));
+    assert_eq!(seen[1].2, seen[0].2);
+    assert_eq!(
+        (seen[2].0.clone(), seen[2].1, seen[2].2),
+        (Method::GET, "/see-other", 0)
+    );
+    assert_eq!(
+        got[2].headers.get("authorization").unwrap(),
+        "Bearer t0ken",
+        "same host keeps it"
+    );
+    assert_eq!(
+        got[2].headers.get("referer").unwrap().to_str().unwrap(),
+        rx.url("/again")
+    );
+}
+
+#[tokio::test]
+async fn a_task_shows_error_while_its_retry_is_pending() {
+    // Scale 1/10: the retry waits at least 1.6 s, ample time to look at the task.
+    let opts = EmulatorOptions {
+        projects: vec![ProjectSpec::private("team-a")],
+        time_scale: 0.1,
+        delivery: DeliveryOptions {
+            timeout: Duration::from_secs(30),
+            ..DeliveryOptions::default()
+        },
+        ..EmulatorOptions::default()
+    };
+    let h = HarborEmulator::start(opts).await.unwrap();
+    let api = Api::new(h.url());
+    let rx = Receiver::start(vec![Reply::status(500)]).await;
+    create(&api, policy("p", &rx.url("/hook"), "Default", true)).await;
+    let d = h.push(PushSpec::tag("team-a", "app", "1.0.0")).unwrap();
+    let exec = d[0].execution_id;
+    let mut changes = h.subscribe_changes();
+    let mut seen_error_between = false;
+    loop {
+        let (e, t) = h.execution(exec).unwrap();
+        if t.run_count == 1 && t.status == Status::Error {
+            assert_eq!(e.status, Status::Error, "the execution follows its task");
+            seen_error_between = true;
+        }
+        if t.status == Status::Success {
+            break;
+        }
+        tokio::time::timeout(WAIT, changes.changed())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(seen_error_between);
+    let (_, t) = h.execution(exec).unwrap();
+    assert_eq!(t.run_count, 2);
+}

@@ -167,6 +167,7 @@ pub struct Received {
 pub struct Reply {
     pub status: u16,
     pub delay: Duration,
+    pub location: Option<&'static str>,
 }
 
 impl Reply {
@@ -174,10 +175,22 @@ impl Reply {
         Reply {
             status,
             delay: Duration::ZERO,
+            location: None,
         }
     }
     pub fn slow(status: u16, delay: Duration) -> Self {
-        Reply { status, delay }
+        Reply {
+            status,
+            delay,
+            location: None,
+        }
+    }
+    pub fn redirect(status: u16, location: &'static str) -> Self {
+        Reply {
+            status,
+            delay: Duration::ZERO,
+            location: Some(location),
+        }
     }
 }
 
@@ -221,6 +234,9 @@ impl Receiver {
                             let mut resp =
                                 Response::new(Full::new(Bytes::from_static(b"receiver says hi")));
                             *resp.status_mut() = http::StatusCode::from_u16(reply.status).unwrap();
+                            if let Some(l) = reply.location {
+                                resp.headers_mut().insert("location", l.parse().unwrap());
+                            }
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
