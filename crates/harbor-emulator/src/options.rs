@@ -96,7 +96,9 @@ pub struct EmulatorOptions {
     /// Other local users.
     pub users: Vec<UserSpec>,
     /// Multiplies every Harbor duration: delivery timeout and backoff, the 1.5 s
-    /// failed-login delay. `0.001` turns seconds into milliseconds. Default 1.
+    /// failed-login delay. `0.001` turns seconds into milliseconds; `0` makes every
+    /// delivery attempt time out at once (raise [`DeliveryOptions::timeout`] to
+    /// compensate for small factors). Default 1.
     pub time_scale: f64,
     /// Webhook job behaviour.
     pub delivery: DeliveryOptions,

@@ -213,7 +213,9 @@ async fn connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, tls: Acc
     let mut shutdown_rx = shared.shutdown.subscribe();
     let s = shared.clone();
     let svc = service_fn(move |req| handle(s.clone(), req));
-    let builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // Go writes canonical header names (`X-Total-Count`, `Location`).
+    builder.title_case_headers(true);
     let refused = async move {
         let _ = fault_rx.wait_for(|f| *f == Some(ApiFault::Refuse)).await;
     };
