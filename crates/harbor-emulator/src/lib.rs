@@ -207,8 +207,9 @@ impl Handle {
     }
 
     /// Simulate a push: queue one delivery per enabled `PUSH_ARTIFACT` policy × http
-    /// target of the project, and start them. Returns what was queued (empty when no
-    /// policy matches).
+    /// target of the project, and start them on the current tokio runtime (call it from
+    /// inside one). Returns what was queued (empty when no policy matches); the executions
+    /// and tasks exist when it returns.
     pub fn push(&self, spec: PushSpec) -> Result<Vec<Delivery>, PushError> {
         push::push(&self.shared, spec)
     }
