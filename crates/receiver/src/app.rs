@@ -44,8 +44,8 @@ const EVENT_QUEUE: usize = 1024;
 #[derive(Debug, Error)]
 pub enum RunError {
     /// No usable Kubernetes configuration (KUBECONFIG or in-cluster).
-    #[error("cannot configure the Kubernetes client: {0}")]
-    Kubeconfig(#[source] kube::Error),
+    #[error(transparent)]
+    Kubeconfig(#[from] crate::kubeconfig::ClientError),
     /// A listener could not start.
     #[error(transparent)]
     Listen(#[from] ListenError),
@@ -283,26 +283,16 @@ pub const USER_AGENT: &str = concat!("kargo-harbor-receiver/", env!("CARGO_PKG_V
 /// The program's client configuration: `config` (from KUBECONFIG, in-cluster,
 /// or a test's kubeconfig) with [`USER_AGENT`] set on every request. Used by
 /// [`run`] and by the end-to-end tests for the client they hand to [`start`].
-pub fn client_config(mut config: kube::Config) -> kube::Config {
-    config
-        .headers
-        .retain(|(name, _)| name != http::header::USER_AGENT);
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
-    ));
-    config
+pub fn client_config(config: kube::Config) -> kube::Config {
+    crate::kubeconfig::with_user_agent(config, USER_AGENT)
 }
 
 /// Runs until SIGTERM or SIGINT, with the client from KUBECONFIG or the
 /// in-cluster configuration.
 pub async fn run(config: Config) -> Result<(), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let kube_config = kube::Config::infer()
-        .await
-        .map_err(|e| RunError::Kubeconfig(kube::Error::InferConfig(e)))?;
-    let client =
-        kube::Client::try_from(client_config(kube_config)).map_err(RunError::Kubeconfig)?;
+    let cluster = crate::kubeconfig::infer(USER_AGENT).await?;
+    let client = cluster.client;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let running = start(config, client).await?;

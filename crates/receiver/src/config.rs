@@ -25,6 +25,9 @@ pub enum Command {
     Run(Box<Config>),
     /// Print the project's own CRDs (for clusters without Kargo) as YAML.
     Crds,
+    /// Explain a Harbor push: which Warehouses it refreshes and why the
+    /// others are not, with the receiver's own matching code.
+    Explain(crate::explain::ExplainArgs),
 }
 
 /// How Secrets referenced by receivers are observed.
@@ -91,12 +94,13 @@ pub struct Config {
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
 
-    /// With --secret-access=get, how often referenced Secrets are re-read.
-    #[arg(long, env = "SECRET_RESYNC", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// With --secret-access=get, how often referenced Secrets are re-read
+    /// (at least 1s).
+    #[arg(long, env = "SECRET_RESYNC", default_value = "60s", value_parser = at_least_one_second)]
     pub secret_resync: Duration,
 
-    /// Periodic full reconcile, bounding drift.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    /// Periodic full reconcile, bounding drift (at least 1s).
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = at_least_one_second)]
     pub resync_interval: Duration,
 
     /// Name of the coordination.k8s.io/v1 Lease used for leader election.
@@ -107,35 +111,39 @@ pub struct Config {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
 
-    /// Lease duration; a new leader takes over within it.
-    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    /// Lease duration; a new leader takes over within it (at least 1s: the
+    /// Lease holds whole seconds).
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = at_least_one_second)]
     pub lease_duration: Duration,
 
     /// This replica's identity in the Lease (defaults to the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
-    /// Maximum concurrent connections on the webhook listener.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    /// Maximum concurrent connections on the webhook listener (at least 1).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = at_least_one)]
     pub max_connections: usize,
 
-    /// Time allowed for a client to send the request headers.
-    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Time allowed for a client to send the request headers (above zero).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = above_zero)]
     pub header_read_timeout: Duration,
 
-    /// Time allowed for a whole request, body and refreshes included.
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Time allowed for a whole request, body and refreshes included (above
+    /// zero).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = above_zero)]
     pub request_timeout: Duration,
 
-    /// Timeout of each API call made while Harbor waits for an answer.
-    #[arg(long, env = "API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Timeout of each API call made while Harbor waits for an answer (above
+    /// zero).
+    #[arg(long, env = "API_TIMEOUT", default_value = "10s", value_parser = above_zero)]
     pub api_timeout: Duration,
 
-    /// Maximum concurrent Warehouse patches for one request.
-    #[arg(long, env = "REFRESH_CONCURRENCY", default_value_t = 16)]
+    /// Maximum concurrent Warehouse patches for one request (at least 1).
+    #[arg(long, env = "REFRESH_CONCURRENCY", default_value_t = 16, value_parser = at_least_one)]
     pub refresh_concurrency: usize,
 
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish
+    /// (0s: none may; they are cut off at once).
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
@@ -157,6 +165,74 @@ impl Config {
 
 fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
     BaseUrl::parse(text).map_err(|e| e.to_string())
+}
+
+// Zero and near-zero values are refused where they break the program
+// rather than tune it: a 0s resync reconciles in a busy loop, a 0s Lease
+// flaps, zero connections or patches serve nothing, a 0s timeout fails
+// every request.
+
+fn at_least_one_second(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+fn above_zero(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be above zero".into());
+    }
+    Ok(d)
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A command-line error in one line: which flag, its environment variable
+/// where it has one, and what is wrong. `None` for errors better shown as
+/// clap shows them (help, version, unknown flags with suggestions).
+pub fn one_line_error(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    match err.kind() {
+        ErrorKind::MissingRequiredArgument => {
+            let missing = match err.get(ContextKind::InvalidArg) {
+                Some(ContextValue::Strings(s)) => s.clone(),
+                _ => return None,
+            };
+            let cmd = Cli::command();
+            let args: Vec<&clap::Arg> = cmd
+                .get_subcommands()
+                .flat_map(|c| c.get_arguments())
+                .collect();
+            let described: Vec<String> = missing
+                .iter()
+                .map(|m| {
+                    let long = m.split_whitespace().next().unwrap_or(m);
+                    let env = args
+                        .iter()
+                        .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == long))
+                        .and_then(|a| a.get_env())
+                        .map(|e| format!(" (or set {})", e.to_string_lossy()))
+                        .unwrap_or_default();
+                    format!("{long}{env}")
+                })
+                .collect();
+            Some(format!("error: missing {}", described.join(", ")))
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            err.to_string().lines().next().map(str::to_owned)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +283,50 @@ mod tests {
             let err = run(args).expect_err("must be refused").to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn values_that_break_the_program_get_one_line_each() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("--resync-interval", "0s", "must be at least 1s"),
+            ("--resync-interval", "10ms", "must be at least 1s"),
+            ("--secret-resync", "0s", "must be at least 1s"),
+            ("--lease-duration", "0s", "must be at least 1s"),
+            ("--max-connections", "0", "must be at least 1"),
+            ("--refresh-concurrency", "0", "must be at least 1"),
+            ("--refresh-concurrency", "many", "invalid digit"),
+            ("--header-read-timeout", "0s", "must be above zero"),
+            ("--request-timeout", "0s", "must be above zero"),
+            ("--api-timeout", "0s", "must be above zero"),
+        ];
+        for (flag, value, why) in cases {
+            let err = run(&["--base-url", "https://x", flag, value]).expect_err("refused");
+            let line = one_line_error(&err).unwrap_or_else(|| panic!("{flag}: {err}"));
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.starts_with("error: invalid value"), "{line}");
+            assert!(
+                line.contains(flag) && line.contains(why),
+                "{flag} {value}: {line}"
+            );
+        }
+        // Zero is meaningful here: no drain.
+        let c = run(&["--base-url", "https://x", "--shutdown-timeout", "0s"]).unwrap();
+        assert!(c.shutdown_timeout.is_zero());
+    }
+
+    #[test]
+    fn a_missing_base_url_names_its_env_var() {
+        let err = run(&[]).expect_err("refused");
+        assert_eq!(
+            one_line_error(&err).as_deref(),
+            Some("error: missing --base-url (or set EXTERNAL_WEBHOOK_SERVER_BASE_URL)")
+        );
+        let help = Cli::try_parse_from(["kargo-harbor-receiver", "run", "--help"]).unwrap_err();
+        assert_eq!(
+            one_line_error(&help),
+            None,
+            "help is shown as clap shows it"
+        );
     }
 
     #[test]

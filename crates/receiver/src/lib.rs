@@ -20,8 +20,10 @@
 pub mod app;
 pub mod config;
 pub mod core;
+pub mod explain;
 pub(crate) mod health;
 pub mod index;
+pub(crate) mod kubeconfig;
 pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod refresh;
