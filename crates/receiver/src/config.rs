@@ -28,6 +28,9 @@ pub enum Command {
     /// Explain a Harbor push: which Warehouses it refreshes and why the
     /// others are not, with the receiver's own matching code.
     Explain(crate::explain::ExplainArgs),
+    /// Send a test Harbor push to a receiver, as Harbor would (Harbor has
+    /// no test button since v2.3), and print the answer.
+    SendTest(crate::send_test::SendTestArgs),
 }
 
 /// How Secrets referenced by receivers are observed.

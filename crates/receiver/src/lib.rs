@@ -28,6 +28,7 @@ pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod refresh;
 pub mod request;
+pub mod send_test;
 #[cfg(test)]
 mod testing;
 pub(crate) mod tls;

@@ -136,6 +136,10 @@ fn main() -> ExitCode {
             rt.block_on(kargo_harbor_receiver::explain::run(args))
                 .map_err(Into::into)
         }),
+        Command::SendTest(args) => runtime().map_err(BoxError::from).and_then(|rt| {
+            rt.block_on(kargo_harbor_receiver::send_test::run(args))
+                .map_err(Into::into)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
