@@ -72,6 +72,10 @@ pub(crate) fn watch_settings(config: &Config) -> WatchSettings {
         watch_namespaces: config.watch_namespaces.clone(),
         secret_resync: config.secret_resync,
         resync_interval: config.resync_interval,
+        api_server: config
+            .api_server
+            .clone()
+            .unwrap_or_else(|| "the API server".into()),
         lease: LeaseConfig {
             name: config.lease_name.clone(),
             namespace: config.lease_namespace.clone(),
@@ -293,6 +297,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
     let cluster = crate::kubeconfig::infer(USER_AGENT).await?;
     let client = cluster.client;
+    let config = Config {
+        api_server: Some(cluster.server),
+        ..config
+    };
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let running = start(config, client).await?;
@@ -310,6 +318,33 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn it_stops_on_request_when_the_api_server_was_never_reached() {
+        // Nothing listens on the port: every watch is in backoff, kube's
+        // controllers wait for a first list that never comes.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let kube_config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = kube::Client::try_from(client_config(kube_config)).unwrap();
+        let config = crate::testing::config(&[
+            "--base-url",
+            "https://h",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]);
+        let running = start(config, client).await.unwrap();
+        // Generous: a hang is what this catches, not a slow stop.
+        tokio::time::timeout(std::time::Duration::from_secs(60), running.shutdown())
+            .await
+            .expect("stopped")
+            .expect("cleanly");
+    }
 
     #[test]
     fn client_config_sets_one_user_agent() {

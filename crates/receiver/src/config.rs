@@ -153,6 +153,10 @@ pub struct Config {
     /// Log format; RUST_LOG filters.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: LogFormat,
+
+    /// The API server's URL, for log lines: from the kubeconfig, not a flag.
+    #[arg(skip)]
+    pub api_server: Option<String>,
 }
 
 impl Config {

@@ -20,6 +20,7 @@
 pub mod app;
 pub mod config;
 pub mod core;
+pub mod error_text;
 pub mod explain;
 pub(crate) mod health;
 pub mod index;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kargo_harbor_receiver::config::{one_line_error, Cli, Command, LogFormat};
+use kargo_harbor_receiver::error_text::one_line;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::EnvFilter;
 
@@ -79,22 +80,6 @@ fn init_logging(format: LogFormat) {
             .with_current_span(false)
             .init(),
     }
-}
-
-/// An error and its causes in one line, each cause once: error types here
-/// often include their source's text in their own.
-fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
@@ -195,18 +180,5 @@ mod tests {
             }
             assert!(EnvFilter::builder().parse(&got).is_ok(), "{got}");
         }
-    }
-
-    #[test]
-    fn an_error_chain_is_one_line_with_each_cause_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer: {0}")]
-        struct Repeats(#[source] std::io::Error);
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Hides(#[source] std::io::Error);
-        let io = || std::io::Error::other("the cause");
-        assert_eq!(one_line(&Repeats(io())), "outer: the cause");
-        assert_eq!(one_line(&Hides(io())), "outer: the cause");
     }
 }

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::stream::{self, BoxStream};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use kargo_api::{ClusterConfig, ConfigStatus, ProjectConfig, ReceiverKind, WebhookReceiverConfig};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -18,6 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::api_errors::{ApiErrors, Failure};
 use super::leader::Leadership;
 use super::reconcile::{error_policy, reconcile};
 use super::secrets::SecretReader;
@@ -134,6 +135,8 @@ pub struct Shared {
     pub metrics: ControllerMetrics,
     /// Events on configs.
     pub recorder: Recorder,
+    /// Outages of the API server, reported once.
+    pub api_errors: Arc<ApiErrors>,
 }
 
 /// Readiness bookkeeping of one kind: every object present at the first
@@ -319,12 +322,36 @@ pub fn controller<K: ConfigResource>(
     );
     let system_ns = shared.settings.system_resources_namespace.clone();
     let triggers = secret_triggers(secret_changes, store.clone(), system_ns);
+    let listed = store.clone();
     let run = Controller::for_stream(stream, store)
         .reconcile_on(triggers)
         .reconcile_all_on(became_leader(&shared.leadership))
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(log_result);
+    // kube's controller holds its reconciles until the first list is in,
+    // and its graceful shutdown waits for them: with the API server
+    // unreachable from the start it would never stop. Nothing can have
+    // been reconciled then, so it is dropped instead.
+    let never_listed = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            if let Some(Ok(())) = listed.wait_until_ready().now_or_never() {
+                std::future::pending::<()>().await;
+            }
+            tracing::debug!(
+                kind = K::KIND.metric_label(),
+                "stopped before the first list"
+            );
+        }
+    };
+    let run = async move {
+        tokio::select! {
+            () = run => {}
+            () = never_listed => {}
+        }
+    };
     (run, ready)
 }
 
@@ -350,10 +377,16 @@ fn config_stream<K: ConfigResource>(
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(obj)) => ctx.forget(obj),
-            Ok(watcher::Event::InitDone) => ctx.relisted(),
+            Ok(watcher::Event::InitDone) => {
+                ctx.shared.api_errors.succeeded();
+                ctx.relisted();
+            }
             Err(e) => {
                 restarts.inc();
-                tracing::warn!(kind = K::KIND.metric_label(), error = %e, "watch failed; retrying");
+                let what = K::KIND.metric_label();
+                if ctx.shared.api_errors.failed(what, e) == Failure::Other {
+                    tracing::warn!(kind = what, error = %e, "watch failed; retrying");
+                }
             }
             _ => {}
         })
@@ -451,6 +484,7 @@ pub(super) mod tests {
                     instance: None,
                 },
             ),
+            api_errors: Arc::new(ApiErrors::new("the test API server")),
             client,
         }
     }

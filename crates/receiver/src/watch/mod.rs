@@ -18,6 +18,7 @@
 //! indexed, every watch has listed, and every config present then was
 //! reconciled once: each part raises its own flag, nothing polls.
 
+pub mod api_errors;
 pub mod configs;
 pub mod leader;
 pub mod reconcile;
@@ -46,6 +47,7 @@ use crate::core::receiver_path::BaseUrl;
 use crate::health::Health;
 use crate::index::{RepositoryIndex, RouteTable};
 use crate::metrics::ControllerMetrics;
+use api_errors::{ApiErrors, Failure};
 use leader::{Leadership, LeaseConfig};
 use secrets::{SecretReader, SecretStores};
 
@@ -72,6 +74,8 @@ pub struct WatchSettings {
     pub secret_resync: Duration,
     /// Periodic full reconcile.
     pub resync_interval: Duration,
+    /// The API server's URL, named in the log when it cannot be reached.
+    pub api_server: String,
     /// Leader election.
     pub lease: LeaseConfig,
 }
@@ -107,6 +111,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         health,
     } = parts;
     let settings = Arc::new(settings);
+    let api_errors = Arc::new(ApiErrors::new(settings.api_server.clone()));
 
     let leadership = Arc::new(Leadership::new());
     let leader_stop = CancellationToken::new();
@@ -119,6 +124,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
             move |leading| {
                 gauge.set(i64::from(leading));
             },
+            api_errors.clone(),
             leader_stop.clone(),
         ))
     };
@@ -128,6 +134,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         Api::all(client.clone()),
         repositories,
         metrics.watch_restarts("warehouses"),
+        api_errors.clone(),
         warehouses_synced,
         shutdown.clone(),
     ));
@@ -139,6 +146,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         &settings,
         &[pc_secrets, cc_secrets],
         metrics.watch_restarts("secrets"),
+        &api_errors,
         &shutdown,
     );
     let secrets = Arc::new(SecretReader::new(
@@ -162,6 +170,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         routes,
         metrics,
         recorder,
+        api_errors,
     };
     let (pc_controller, pc_ready) =
         configs::controller::<ProjectConfig>(&shared, pc_secret_rx, &shutdown);
@@ -210,6 +219,7 @@ fn start_secret_watches(
     settings: &WatchSettings,
     senders: &[mpsc::UnboundedSender<SecretKey>],
     restarts: Counter,
+    api_errors: &Arc<ApiErrors>,
     shutdown: &CancellationToken,
 ) -> (SecretStores, Vec<tokio::task::JoinHandle<()>>) {
     let mut stores = SecretStores::default();
@@ -241,6 +251,7 @@ fn start_secret_watches(
             synced_tx,
             senders.to_vec(),
             restarts.clone(),
+            api_errors.clone(),
             shutdown.clone(),
         )));
     }
@@ -255,6 +266,7 @@ async fn watch_secrets(
     synced: watch::Sender<bool>,
     senders: Vec<mpsc::UnboundedSender<SecretKey>>,
     restarts: Counter,
+    api_errors: Arc<ApiErrors>,
     shutdown: CancellationToken,
 ) {
     use kube::runtime::WatchStreamExt;
@@ -271,6 +283,7 @@ async fn watch_secrets(
         match next {
             None => return,
             Some(Ok(watcher::Event::InitDone)) => {
+                api_errors.succeeded();
                 synced.send_replace(true);
             }
             Some(Ok(watcher::Event::Init)) => {}
@@ -286,7 +299,9 @@ async fn watch_secrets(
             }
             Some(Err(e)) => {
                 restarts.inc();
-                tracing::warn!(error = %e, "Secret metadata watch failed; retrying");
+                if api_errors.failed("Secret metadata watch", &e) == Failure::Other {
+                    tracing::warn!(error = %e, "Secret metadata watch failed; retrying");
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use thiserror::Error;
 
+use super::api_errors::Failure;
 use super::configs::{ConfigResource, Context};
 use super::report;
 use super::secrets::Wanted;
@@ -302,7 +303,9 @@ pub fn error_policy<K: ConfigResource>(
     let delay = Duration::from_millis(200)
         .saturating_mul(1u32 << n.saturating_sub(1).min(8))
         .min(Duration::from_secs(30));
-    tracing::warn!(config = %key, error = %error, ?delay, "reconcile failed; retrying");
+    if ctx.shared.api_errors.failed("reconcile", error) == Failure::Other {
+        tracing::warn!(config = %key, error = %error, ?delay, "reconcile failed; retrying");
+    }
     Action::requeue(delay)
 }
 
