@@ -279,6 +279,28 @@ async fn explain_send_test_and_rotation_work_on_the_demo_setup() {
     assert_eq!(refresh_of(&warehouses, "app-v2").await, None);
     assert_eq!(refresh_of(&warehouses, "my-chart").await, None);
 
+    // A push that refreshes nothing: the log line points at explain.
+    let nothing = [
+        &send[..3],
+        &[
+            "--repository",
+            "harbor.example.com/library/unknown",
+            "--tag",
+            "1.0.0",
+        ],
+    ]
+    .concat();
+    let (ok, out, err) = program(&kc, &nothing).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(r#"HTTP 200 {"msg":"refreshed 0 warehouse(s)"}"#),
+        "{out}"
+    );
+    wait_until(DEADLINE, "the hint in the log", || async {
+        captured_logs().contains("`kargo-harbor-receiver explain` with this payload says why")
+    })
+    .await;
+
     // The README's rotation keeps the label; the URL changes; send-test
     // follows it (new URL, new token) in CloudEvents format too.
     let readme = std::fs::read_to_string(dir.join("../README.md")).unwrap();

@@ -503,6 +503,11 @@ impl Handler {
                 outcome: reply.outcome,
             })
             .observe(elapsed.as_secs_f64());
+        // "Why didn't my Warehouse refresh?" is the question most asked;
+        // the answer is one command away.
+        let hint = (reply.outcome == Outcome::Refreshed && matched == 0).then_some(
+            "no Warehouse matched: `kargo-harbor-receiver explain` with this payload says why",
+        );
         // The path and the Authorization header are secrets: never logged.
         tracing::info!(
             receiver = name,
@@ -513,6 +518,7 @@ impl Handler {
             matched,
             refreshed,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            hint,
             "webhook request"
         );
         reply.into_response()
