@@ -34,10 +34,30 @@ fail() {
 trap 'fail "command failed (exit $?) on line $LINENO"' ERR
 
 PIDS=()
+# Last started, first stopped, each waited for: the receiver must finish
+# (release its Lease, end its watches) while the API server still answers,
+# or its log ends with errors about a server that went away first.
 cleanup() {
   trap - ERR
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+    wait "${PIDS[$i]}" 2>/dev/null || true
+  done
+  # The receiver's log is a file, not a terminal: plain text, and a clean
+  # run (shutdown included) has no ERROR line.
+  local log="$DIR/receiver.log"
+  if [ -s "$log" ]; then
+    if grep -q $'\033\[' "$log"; then
+      echo "demo: $log contains terminal escape codes" >&2
+      exit 1
+    fi
+    if grep -q ' ERROR ' "$log"; then
+      echo "demo: $log has ERROR lines:" >&2
+      grep ' ERROR ' "$log" >&2
+      exit 1
+    fi
+  fi
 }
 trap cleanup EXIT
 trap 'echo; echo "Stopping (Ctrl-C)…"; exit 0' INT TERM
@@ -112,6 +132,10 @@ BODY=${BODY%$'\n'}
 echo "    HTTP $CODE $BODY"
 [ "$CODE" = 200 ] || fail "expected HTTP 200, got $CODE"
 
+step "Asking the receiver why: kargo-harbor-receiver explain (the request path's own matching code)"
+echo "    \$ kargo-harbor-receiver explain --project kargo-demo examples/harbor/push-tag.json"
+"$BIN/kargo-harbor-receiver" explain --project kargo-demo examples/harbor/push-tag.json | sed 's/^/    /'
+
 step "Which Warehouses got kargo.akuity.io/refresh"
 kubectl get warehouses -n kargo-demo \
   -o custom-columns='WAREHOUSE:.metadata.name,REFRESH:.metadata.annotations.kargo\.akuity\.io/refresh' | sed 's/^/    /'
@@ -127,11 +151,14 @@ cat <<EOF
     "$BODY", and only app-v1 was refreshed:
     app-v2's constraint ^2.0.0 rejects 1.2.3, and my-chart subscribes to another repository.
 
-    Try it yourself:
+    Try it yourself (the URL is read from status: a Secret rotation changes it):
       export KUBECONFIG=$KUBECONFIG_FILE
       kubectl get projectconfigs,warehouses -n kargo-demo
-      curl -X POST $URL -H 'Authorization: $AUTH_HEADER' --data @examples/harbor/push-chart.json
-      curl -X POST $URL -H 'Authorization: wrong' --data @examples/harbor/push-tag.json
+      $BIN/kargo-harbor-receiver explain --project kargo-demo examples/harbor/push-tag.json
+      $BIN/kargo-harbor-receiver send-test --project kargo-demo --repository harbor.example.com/charts/my-chart --tag 1.4.0
+      URL=\$(kubectl get projectconfigs kargo-demo -n kargo-demo -o=jsonpath='{.status.webhookReceivers[0].url}')
+      curl -X POST "\$URL" -H 'Authorization: $AUTH_HEADER' --data @examples/harbor/push-chart.json
+      curl -X POST "\$URL" -H 'Authorization: wrong' --data @examples/harbor/push-tag.json
       curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep kargo_harbor_receiver_webhook
 EOF
 
