@@ -163,7 +163,7 @@ def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lea
     K = "kargo.akuity.io"
     rules = set()
     for res in ("projectconfigs", "clusterconfigs", "warehouses"):
-        for v in ("get", "list", "watch"):
+        for v in ("list", "watch"):
             rules.add(("ClusterRole", "", K, res, v, ()))
     rules.add(("ClusterRole", "", K, "warehouses", "patch", ()))
     rules.add(("ClusterRole", "", K, "projectconfigs/status", "patch", ()))
@@ -245,7 +245,7 @@ def check_default(docs: list[dict[str, Any]]) -> None:
     pdb = one(docs, "PodDisruptionBudget")
     expect(pdb["spec"]["minAvailable"] == 1, "default: PDB minAvailable 1")
     expect(pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(), "default: PDB selects the pods")
-    for kind in ("Ingress", "ServiceMonitor", "CustomResourceDefinition"):
+    for kind in ("Ingress", "ServiceMonitor", "CustomResourceDefinition", "NetworkPolicy"):
         expect(kind not in kinds(docs), f"default: no {kind}")
     check_rbac(docs, label, secret_access="watch", secret_namespaces=[], lease=FULLNAME)
 
@@ -284,6 +284,16 @@ def check_all(docs: list[dict[str, Any]], values: dict[str, Any]) -> None:
     expect(ep["port"] == "metrics" and ep["path"] == "/metrics", "all: ServiceMonitor scrapes metrics:/metrics")
     expect(sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE], "all: ServiceMonitor namespace")
 
+    np = one(docs, "NetworkPolicy")
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    expect(np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items(), "all: NetworkPolicy selects the pods")
+    expect(np["spec"]["policyTypes"] == ["Ingress"], "all: NetworkPolicy restricts ingress only")
+    by_port = {r["ports"][0]["port"]: r.get("from") for r in np["spec"]["ingress"]}
+    expect(by_port == {"http": values["networkPolicy"]["webhookFrom"], "metrics": values["networkPolicy"]["metricsFrom"]},
+           "all: NetworkPolicy opens the webhook and metrics ports to their peers only")
+    cport_names = {p["name"] for p in c["ports"]}
+    expect(set(by_port) == cport_names, "all: NetworkPolicy ports are the container's named ports")
+
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     shipped = [d for d in load((REPO / "charts/kargo-harbor-receiver/files/crds.yaml").read_text()) if d]
     expect(len(shipped) >= 3, "files/crds.yaml holds the CRDs")
@@ -307,6 +317,20 @@ def check_variants(chart: str) -> None:
 
     docs = render(chart, {**base, "watchNamespaces": ["kargo-demo"]})
     check_rbac(docs, "watchNamespaces", secret_access="watch", secret_namespaces=["kargo-demo"], lease=FULLNAME)
+
+    # Two releases in one cluster: cluster-scoped names never collide, whether
+    # the releases share a name (other namespaces) or a namespace.
+    def cluster_names(name: str, namespace: str) -> set[tuple[str, str]]:
+        out = load(helm.template(chart, base, name=name, namespace=namespace))
+        return {(d["kind"], d["metadata"]["name"]) for d in out if "namespace" not in d["metadata"]}
+    one_release = cluster_names(RELEASE, NAMESPACE)
+    expect({k for k, _ in one_release} == {"ClusterRole", "ClusterRoleBinding"}, "cluster-scoped: the ClusterRole and its binding")
+    for other in [(RELEASE, "kargo-staging"), ("other", NAMESPACE), ("kargo-harbor-receiver", NAMESPACE)]:
+        expect(not one_release & cluster_names(*other), f"two releases: {other} shares no cluster-scoped name with {(RELEASE, NAMESPACE)}")
+
+    docs = render(chart, {**base, "networkPolicy": {"enabled": True}})
+    np = one(docs, "NetworkPolicy")
+    expect(all("from" not in r for r in np["spec"]["ingress"]), "networkPolicy without peers: ports open to any source")
 
     docs = render(chart, {**base, "replicas": 1})
     expect("PodDisruptionBudget" not in kinds(docs), "replicas=1: no PDB")
@@ -340,6 +364,8 @@ def check_variants(chart: str) -> None:
     refused({"baseURL": "ftp://kargo.example.com"}, "/baseURL", "ftp baseURL")
     refused({**base, "secretAccess": "list"}, "/secretAccess", "secretAccess=list")
     refused({**base, "logFormat": "xml"}, "/logFormat", "logFormat=xml")
+    for bad in ["warning", "INFO", "info,", "kube=loud", ""]:
+        refused({**base, "logLevel": bad}, "/logLevel", f"logLevel={bad!r}")
     refused({**base, "secretResync": "soon"}, "/secretResync", "secretResync=soon")
     refused({**base, "watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces", "bad namespace")
     refused({**base, "replicaCount": 3}, "replicaCount", "unknown key")
