@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the end-to-end tests leave the program's API requests (tests/support/lib.rs).
 E2E_REQUESTS := $(or $(CARGO_TARGET_DIR),target)/e2e-requests
 
-.PHONY: help build test unit lint deny fmt bench demo crds update-crds chart
+.PHONY: help build test unit lint deny fmt bench demo crds update-crds chart image-check
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ deny: ## cargo deny check: advisories, licences, duplicate and banned crates, so
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+image-check: ## Build the binary as the Dockerfile does and check it fits the image (no Docker engine needed)
+	bash hack/image-check.sh
 
 bench: ## Criterion benchmark of the per-request hot path
 	$(CARGO) bench -p kargo-harbor-receiver --bench hot_path

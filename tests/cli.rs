@@ -244,3 +244,25 @@ async fn a_rust_log_that_hides_everything_warns_and_logs_at_info() {
     );
     assert_eq!(lines.len(), 2, "{lines:?}");
 }
+
+#[tokio::test]
+async fn crds_into_a_pipe_closed_early_is_no_error() {
+    use tokio::io::AsyncReadExt;
+    let mut child = command(&["crds"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 4];
+    stdout.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"---\n");
+    drop(stdout); // as `| head -1` does
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

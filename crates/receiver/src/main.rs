@@ -86,10 +86,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
     tokio::runtime::Runtime::new()
 }
 
-fn print_crds() -> Result<(), serde_yaml::Error> {
+fn print_crds() -> Result<(), BoxError> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
     for crd in kargo_api::crds() {
         let yaml = serde_yaml::to_string(&crd)?;
-        print!("---\n{yaml}");
+        match write!(out, "---\n{yaml}") {
+            Ok(()) => {}
+            // The reader had enough (`| head`): not an error of ours.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -109,7 +116,7 @@ fn main() -> ExitCode {
     };
     let logged = matches!(cli.command, Command::Run(_));
     let result: Result<(), BoxError> = match cli.command {
-        Command::Crds => print_crds().map_err(Into::into),
+        Command::Crds => print_crds(),
         Command::Run(config) => {
             init_logging(config.log_format);
             runtime().map_err(BoxError::from).and_then(|rt| {
