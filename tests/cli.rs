@@ -6,25 +6,25 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::{binary_path, wait_until};
+use e2e::{binary_path, test_args, wait_until};
 use tokio::io::AsyncBufReadExt;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// `run` flags that need nothing else to start.
-const LOCAL: &[&str] = &[
-    "run",
-    "--base-url",
-    "http://127.0.0.1:1",
-    "--listen",
-    "127.0.0.1:0",
-    "--metrics-listen",
-    "127.0.0.1:0",
-    "--lease-namespace",
-    "default",
-];
+/// `run` with the end-to-end tests' flags, `extra` (flag, value) pairs
+/// replacing or adding to them.
+fn local(extra: &[&str]) -> Vec<String> {
+    let mut args = test_args(&[]).split_off(1);
+    for pair in extra.chunks(2) {
+        match args.iter().position(|a| a == pair[0]) {
+            Some(i) => args[i + 1] = pair[1].to_owned(),
+            None => args.extend(pair.iter().map(|s| s.to_string())),
+        }
+    }
+    args
+}
 
-fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+fn command<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary_path());
     cmd.args(args)
         .env_remove("RUST_LOG")
@@ -37,7 +37,10 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
 }
 
 /// Runs to the end; (exit code, stderr lines).
-async fn finish(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
+async fn finish<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+) -> (Option<i32>, Vec<String>) {
     let out = tokio::time::timeout(DEADLINE, command(args, env).output())
         .await
         .expect("the binary exits")
@@ -74,8 +77,7 @@ async fn each_bad_value_gets_one_line_naming_the_flag() {
         ),
     ];
     for (extra, want) in cases {
-        let args = [LOCAL, extra].concat();
-        let (code, lines) = finish(&args, &[]).await;
+        let (code, lines) = finish(&local(extra), &[]).await;
         assert_eq!(code, Some(2), "{extra:?}: {lines:?}");
         assert_eq!(lines.len(), 1, "{extra:?}: {lines:?}");
         assert!(
@@ -84,7 +86,7 @@ async fn each_bad_value_gets_one_line_naming_the_flag() {
         );
     }
     // The same through the env var the chart sets.
-    let (code, lines) = finish(LOCAL, &[("RESYNC_INTERVAL", "0s")]).await;
+    let (code, lines) = finish(&local(&[]), &[("RESYNC_INTERVAL", "0s")]).await;
     assert_eq!((code, lines.len()), (Some(2), 1), "{lines:?}");
 
     let (code, lines) = finish(&["run"], &[]).await;
@@ -97,7 +99,7 @@ async fn each_bad_value_gets_one_line_naming_the_flag() {
 
 #[tokio::test]
 async fn a_missing_kubeconfig_is_one_line() {
-    let (code, lines) = finish(LOCAL, &[("KUBECONFIG", "/nonexistent/kubeconfig")]).await;
+    let (code, lines) = finish(&local(&[]), &[("KUBECONFIG", "/nonexistent/kubeconfig")]).await;
     assert_eq!(code, Some(1), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("ERROR"), "{lines:?}");
@@ -122,7 +124,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
+    fn start(args: &[String], env: &[(&str, &str)]) -> Running {
         let mut child = command(args, env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -191,7 +193,7 @@ async fn an_unreachable_api_server_is_named_once_and_sigterm_still_stops_it() {
         ),
     )
     .unwrap();
-    let bin = Running::start(LOCAL, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    let bin = Running::start(&local(&[]), &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
     bin.wait_for_line("cannot reach the API server").await;
     // Every watch and the Lease fail several times meanwhile.
     let (code, lines) = bin.stop().await;
@@ -219,30 +221,23 @@ async fn an_unreachable_api_server_is_named_once_and_sigterm_still_stops_it() {
 #[tokio::test]
 async fn a_rust_log_that_hides_everything_warns_and_logs_at_info() {
     // No API server either: the warning comes before the first log line,
-    // and the lines after it prove that logging is on.
-    let (_, lines) = finish(
-        LOCAL,
-        &[("RUST_LOG", "warning"), ("KUBECONFIG", "/nonexistent")],
-    )
-    .await;
-    assert!(
-        lines[0].starts_with("warning: RUST_LOG=\"warning\" hides every log line"),
-        "{lines:?}"
-    );
-    assert!(
-        lines.iter().skip(1).any(|l| l.contains("ERROR")),
-        "{lines:?}"
-    );
-    let (_, lines) = finish(
-        LOCAL,
-        &[("RUST_LOG", "info,x=loud"), ("KUBECONFIG", "/nonexistent")],
-    )
-    .await;
-    assert!(
-        lines[0].starts_with("warning: RUST_LOG=\"info,x=loud\" does not parse"),
-        "{lines:?}"
-    );
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    // and the line after it (the error, at ERROR) proves logging is on.
+    for (value, warning) in [
+        (
+            "warning",
+            "warning: RUST_LOG=\"warning\" hides every log line",
+        ),
+        (
+            "info,x=loud",
+            "warning: RUST_LOG=\"info,x=loud\" does not parse",
+        ),
+    ] {
+        let env = [("RUST_LOG", value), ("KUBECONFIG", "/nonexistent")];
+        let (_, lines) = finish(&local(&[]), &env).await;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with(warning), "{lines:?}");
+        assert!(lines[1].contains("ERROR"), "{lines:?}");
+    }
 }
 
 #[tokio::test]

@@ -321,15 +321,9 @@ mod tests {
 
     #[tokio::test]
     async fn it_stops_on_request_when_the_api_server_was_never_reached() {
-        // Nothing listens on the port: every watch is in backoff, kube's
-        // controllers wait for a first list that never comes.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let kube_config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
-        let client = kube::Client::try_from(client_config(kube_config)).unwrap();
+        // Nothing listens at the offline client's address: every watch is in
+        // backoff, kube's controllers wait for a first list that never comes.
+        let client = crate::testing::offline_client();
         let config = crate::testing::config(&[
             "--base-url",
             "https://h",

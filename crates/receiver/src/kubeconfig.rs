@@ -114,21 +114,4 @@ mod tests {
         );
         assert_eq!(text.matches("No such file").count(), 1, "{text}");
     }
-
-    #[test]
-    fn one_user_agent() {
-        let mut config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
-        config.headers.push((
-            http::header::USER_AGENT,
-            http::HeaderValue::from_static("someone-else/1"),
-        ));
-        let config = with_user_agent(config, OPERATOR_USER_AGENT);
-        let agents: Vec<_> = config
-            .headers
-            .iter()
-            .filter(|(name, _)| name == http::header::USER_AGENT)
-            .collect();
-        assert_eq!(agents.len(), 1);
-        assert_eq!(agents[0].1, OPERATOR_USER_AGENT);
-    }
 }

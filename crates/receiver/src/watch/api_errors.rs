@@ -253,15 +253,8 @@ mod tests {
     #[tokio::test]
     async fn connection_errors_are_outages_answers_are_not() {
         // A real connection failure, as kube reports it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
         let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
-            kube::Api::namespaced(client, "default");
+            kube::Api::namespaced(crate::testing::offline_client(), "default");
         let err = api.get("x").await.unwrap_err();
         let cause = transport_cause(&err).expect("a connection failure");
         assert!(cause.contains("Connection refused"), "{cause}");
