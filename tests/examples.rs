@@ -201,32 +201,38 @@ async fn status_url(kc: &Path) -> Option<String> {
     Some(out).filter(|u| !u.is_empty())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_send_test_and_rotation_work_on_the_demo_setup() {
-    let env = Env::start().await;
+/// The app with a base URL that reaches it, as in the demo (send-test reads
+/// the URL from status), and the examples applied with kubectl; the app and
+/// its base URL.
+async fn demo_setup(env: &Env) -> (kargo_harbor_receiver::app::Running, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    // A base URL that reaches the receiver, as in the demo: send-test reads
-    // the URL from status.
     let base_url = format!("http://127.0.0.1:{port}");
-    let listen = format!("127.0.0.1:{port}");
     let mut config = test_config(&[]);
     config.base_url =
         kargo_harbor_receiver::core::receiver_path::BaseUrl::parse(&base_url).unwrap();
-    config.listen = listen.parse().unwrap();
+    config.listen = format!("127.0.0.1:{port}").parse().unwrap();
     let app = start_app(config, env.program_client().await).await;
-    let kc = env.emulator.kubeconfig_path().to_path_buf();
-    let dir = examples();
+    let kc = env.emulator.kubeconfig_path();
     for f in [
         "00-namespace.yaml",
         "10-harbor-receiver.yaml",
         "20-warehouses.yaml",
     ] {
-        kubectl(&kc, &["apply", "-f", &dir.join(f).to_string_lossy()]).await;
+        kubectl(kc, &["apply", "-f", &examples().join(f).to_string_lossy()]).await;
     }
+    (app, base_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_send_test_and_rotation_work_on_the_demo_setup() {
+    let env = Env::start().await;
+    let (app, base_url) = demo_setup(&env).await;
+    let kc = env.emulator.kubeconfig_path().to_path_buf();
+    let dir = examples();
     let first_url = wait_for(DEADLINE, "the receiver URL", || status_url(&kc)).await;
     assert!(first_url.starts_with(&base_url), "{first_url}");
 
@@ -354,5 +360,74 @@ async fn explain_send_test_and_rotation_work_on_the_demo_setup() {
     assert!(!ok);
     assert!(out.contains("HTTP 404"), "{out}");
     assert!(err.starts_with("error: the receiver answered 404"), "{err}");
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_and_explain_reach_a_cluster_config_receiver() {
+    let env = Env::start().await;
+    let (app, base_url) = demo_setup(&env).await;
+    let kc = env.emulator.kubeconfig_path().to_path_buf();
+    // A ClusterConfig receiver; its Secret in the system resources namespace.
+    create_namespace(&env.client, "kargo-system-resources").await;
+    put_auth_secret(
+        &env.client,
+        "kargo-system-resources",
+        "cluster-wh",
+        "cluster-token",
+    )
+    .await;
+    apply_cluster_config(
+        &env.client,
+        vec![harbor_receiver("cluster-harbor", "cluster-wh")],
+    )
+    .await;
+    let url = wait_for(DEADLINE, "the ClusterConfig receiver URL", || async {
+        cluster_status(&env.client)
+            .await
+            .and_then(|s| s.webhook_receivers.first().map(|r| r.url.clone()))
+    })
+    .await;
+    assert!(url.starts_with(&base_url), "{url}");
+
+    let (ok, out, err) = program(
+        &kc,
+        &[
+            "send-test",
+            "--cluster",
+            "--repository",
+            "harbor.example.com/library/app",
+            "--tag",
+            "1.2.3",
+            "--format",
+            "cloudevents",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("POST {url} ")), "{out}");
+    assert!(
+        out.contains(r#"HTTP 200 {"msg":"refreshed 1 warehouse(s)"}"#),
+        "{out}"
+    );
+    assert!(!out.contains("cluster-token") && !err.contains("cluster-token"));
+
+    let (ok, out, err) = program(&kc, &["explain", "--cluster", "-"]).await;
+    assert!(!ok, "an empty stdin is no payload: {out}");
+    assert!(err.starts_with("error: -: not a Harbor event"), "{err}");
+    let (ok, out, err) = program(
+        &kc,
+        &[
+            "explain",
+            "--cluster",
+            "examples/harbor/cloudevents-push.json",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("result: 1 of 3 Warehouse(s) in any project (ClusterConfig receiver) refreshed: kargo-demo/app-v1"),
+        "{out}"
+    );
     app.shutdown().await.expect("clean shutdown");
 }
