@@ -85,7 +85,10 @@ for p in "$API_PORT" "$PORT" "$METRICS_PORT"; do
 done
 
 step "Starting kube-emulator (an in-memory Kubernetes API server) on 127.0.0.1:$API_PORT"
-"$BIN/kube-emulator" --listen "127.0.0.1:$API_PORT" --kubeconfig "$KUBECONFIG_FILE" >"$DIR/emulator.log" 2>&1 &
+# setsid: a terminal's Ctrl-C reaches every process of its foreground group
+# at once; in their own sessions the emulator and the receiver get only the
+# script's ordered SIGTERMs (see cleanup).
+setsid "$BIN/kube-emulator" --listen "127.0.0.1:$API_PORT" --kubeconfig "$KUBECONFIG_FILE" >"$DIR/emulator.log" 2>&1 &
 PIDS+=($!)
 export KUBECONFIG="$KUBECONFIG_FILE"
 wait_for "the API server" 20 kubectl get --raw /version
@@ -97,7 +100,7 @@ kubectl apply -f "$DIR/crds.yaml" | sed 's/^/    /'
 wait_for "the Warehouse resource to be served" 20 kubectl get warehouses -A
 
 step "Starting kargo-harbor-receiver (webhooks on $BASE_URL, metrics on :$METRICS_PORT)"
-"$BIN/kargo-harbor-receiver" run \
+setsid "$BIN/kargo-harbor-receiver" run \
   --base-url "$BASE_URL" \
   --listen "127.0.0.1:$PORT" \
   --metrics-listen "127.0.0.1:$METRICS_PORT" \
