@@ -46,6 +46,14 @@ pub enum PayloadFormat {
 }
 
 impl PayloadFormat {
+    /// Harbor's name for it (its policy form's "Payload Format").
+    fn name(self) -> &'static str {
+        match self {
+            PayloadFormat::Default => "Default",
+            PayloadFormat::Cloudevents => "CloudEvents",
+        }
+    }
+
     fn content_type(self) -> &'static str {
         match self {
             PayloadFormat::Default => "application/json",
@@ -212,8 +220,11 @@ pub async fn run(args: SendTestArgs) -> Result<(), SendTestError> {
     )?;
     let target = target(&args).await?;
     println!(
-        "POST {} ({:?} format, {}:{})",
-        target.url, args.format, args.repository, args.tag
+        "POST {} ({} format, {}:{})",
+        target.url,
+        args.format.name(),
+        args.repository,
+        args.tag
     );
     let (status, answer) = deliver(&target, &push, args.timeout).await?;
     println!("HTTP {} {}", status.as_u16(), answer.trim_end());
