@@ -156,7 +156,7 @@ impl Faults {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Fault>> {
-        crate::util::lock(&self.0)
+        crate::lock(&self.0)
     }
 
     /// If a pending fault matches, consume one use of it and return a copy.

@@ -17,6 +17,7 @@
 pub mod discovery;
 pub mod errors;
 pub mod faults;
+pub mod object;
 pub mod patch;
 pub mod protobuf;
 pub mod requests;
@@ -26,7 +27,6 @@ pub mod selectors;
 mod server;
 pub mod store;
 pub mod table;
-pub mod util;
 mod watch;
 
 use std::net::SocketAddr;
@@ -148,15 +148,15 @@ fn create_or_update(store: &mut store::Store, obj: Value) -> anyhow::Result<()> 
         .find(|t| t.group == group && t.version == version && t.kind == kind)
         .cloned()
         .with_context(|| format!("unknown kind {kind} in {av}"))?;
-    let ns = util::meta_str(&obj, "namespace")
+    let ns = object::meta_str(&obj, "namespace")
         .map(str::to_string)
         .or_else(|| rt.namespaced.then(|| "default".to_string()));
-    let name = util::meta_str(&obj, "name").unwrap_or("").to_string();
+    let name = object::meta_str(&obj, "name").unwrap_or("").to_string();
     match store.create(&rt, ns.as_deref(), obj.clone()) {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => {
             let mut o = obj;
-            util::meta_mut(&mut o).remove("resourceVersion");
+            object::meta_mut(&mut o).remove("resourceVersion");
             store
                 .update(&rt, ns.as_deref(), &name, o, None)
                 .map(|_| ())
@@ -164,6 +164,11 @@ fn create_or_update(store: &mut store::Store, obj: Value) -> anyhow::Result<()> 
         }
         Err(e) => Err(anyhow::anyhow!("{}: {}", name, e.message)),
     }
+}
+
+/// Lock a mutex; a panic elsewhere while it was held does not poison it for us.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Emulator {

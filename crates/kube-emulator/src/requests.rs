@@ -69,7 +69,7 @@ pub struct RequestLog(Mutex<Vec<RequestRecord>>);
 
 impl RequestLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RequestRecord>> {
-        crate::util::lock(&self.0)
+        crate::lock(&self.0)
     }
     /// Append a record.
     pub fn push(&self, r: RequestRecord) {

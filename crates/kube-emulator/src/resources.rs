@@ -270,7 +270,7 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
 
 /// The status a CRD gets once "established".
 pub fn crd_status(crd: &Value) -> Value {
-    let now = crate::util::now_rfc3339();
+    let now = crate::object::now_rfc3339();
     let stored: Vec<Value> = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)

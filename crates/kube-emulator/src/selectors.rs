@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::util::dotted;
+use crate::object::dotted;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Req {

@@ -42,7 +42,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn lock_store(&self) -> MutexGuard<'_, Store> {
-        crate::util::lock(&self.store)
+        crate::lock(&self.store)
     }
 
     /// End all open watch streams.
@@ -99,38 +99,10 @@ fn not_found_path() -> ApiError {
     )
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// Decode a query string as Go's `url.ParseQuery` does (`+` is a space, `%XX` escapes);
+/// a repeated key keeps its last value.
 fn parse_query(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect()
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
@@ -653,8 +625,10 @@ fn resource(
                 .collect();
             let mut out = Vec::new();
             for o in items {
-                let n = crate::util::meta_str(&o, "name").unwrap_or("").to_string();
-                let ons = crate::util::meta_str(&o, "namespace").map(str::to_string);
+                let n = crate::object::meta_str(&o, "name")
+                    .unwrap_or("")
+                    .to_string();
+                let ons = crate::object::meta_str(&o, "namespace").map(str::to_string);
                 if let Ok((d, _)) = store.delete(rt, ons.as_deref(), &n, &json!({})) {
                     out.push(d);
                 }

@@ -5,14 +5,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::errors::{ApiError, ApiResult};
+use crate::object::{meta_mut, meta_str, now_rfc3339, random_suffix};
 use crate::patch;
 use crate::resources::{self, ResourceType};
 use crate::schema;
-use crate::util::{b64_encode, meta_mut, meta_str, now_rfc3339, random_suffix};
 
 /// A watch event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,34 +57,7 @@ pub struct Event {
     pub old: Option<Value>,
 }
 
-/// The content types accepted by PATCH.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchType {
-    /// `application/merge-patch+json`
-    Merge,
-    /// `application/json-patch+json`
-    Json,
-    /// `application/strategic-merge-patch+json` (approximated as a merge patch)
-    Strategic,
-    /// `application/apply-patch+yaml` (server-side apply, approximated)
-    Apply,
-}
-
-impl PatchType {
-    /// Parse a Content-Type header.
-    pub fn from_content_type(ct: &str) -> Option<Self> {
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        match mime {
-            "application/merge-patch+json" => Some(PatchType::Merge),
-            "application/json-patch+json" => Some(PatchType::Json),
-            "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => {
-                Some(PatchType::Apply)
-            }
-            _ => None,
-        }
-    }
-}
+pub use crate::patch::PatchType;
 
 type ObjKey = (String, String, String, String);
 
@@ -377,7 +352,7 @@ impl Store {
                                 .as_str()
                                 .map(str::to_string)
                                 .unwrap_or_else(|| v.to_string());
-                            d.insert(k, json!(b64_encode(s.as_bytes())));
+                            d.insert(k, json!(BASE64.encode(s.as_bytes())));
                         }
                     }
                 }
@@ -874,7 +849,7 @@ impl Store {
                 patch::strategic_merge_patch(&mut new, &p)
             }
             PatchType::Json => {
-                new = patch::json_patch(&old, &p).map_err(|e| {
+                new = patch::json_patch(&old, p).map_err(|e| {
                     ApiError::new(
                         422,
                         "Invalid",

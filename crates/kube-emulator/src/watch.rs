@@ -129,7 +129,7 @@ pub(crate) fn start(shared: Arc<Shared>, p: WatchParams) -> hyper::Response<Body
         let synthetic = p.send_initial_events || matches!(p.rv, None | Some(0));
         if synthetic {
             for o in store.list(&p.rt, p.namespace.as_deref()) {
-                let ns = crate::util::meta_str(&o, "namespace")
+                let ns = crate::object::meta_str(&o, "namespace")
                     .unwrap_or("")
                     .to_string();
                 if p.matches(&ns, &o) {

@@ -635,6 +635,48 @@ async fn writes_and_errors() {
     )
     .await;
     assert_eq!(r.json()["data"]["c"], "3");
+    // JSON patch (RFC 6902): operations in order; a failing `test` rejects the whole
+    // patch with 422 and changes nothing; a body that is not a list of operations too.
+    const JSON_PATCH: (&str, &str) = ("content-type", "application/json-patch+json");
+    let path = "/api/v1/namespaces/p/configmaps/applied";
+    let r = req(
+        &h,
+        "PATCH",
+        path,
+        &[JSON_PATCH],
+        r#"[{"op":"test","path":"/data/c","value":"3"},{"op":"add","path":"/data/d","value":"4"},{"op":"remove","path":"/data/a"},{"op":"copy","from":"/data/d","path":"/data/e~1f"}]"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["data"],
+        json!({"b": "2", "c": "3", "d": "4", "e/f": "4"})
+    );
+    let rv = h.resource_version();
+    for bad in [
+        r#"[{"op":"add","path":"/data/x","value":"1"},{"op":"test","path":"/data/c","value":"nope"}]"#,
+        r#"[{"op":"replace","path":"/data/missing","value":"1"}]"#,
+        r#"{"op":"add","path":"/data/x","value":"1"}"#,
+    ] {
+        let r = req(&h, "PATCH", path, &[JSON_PATCH], bad).await;
+        assert_eq!(r.status, 422, "{bad}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["reason"], "Invalid");
+    }
+    assert_eq!(
+        h.resource_version(),
+        rv,
+        "a rejected JSON patch stores nothing"
+    );
+    // JSON merge patch (RFC 7386): null removes a key, objects merge.
+    let r = req(
+        &h,
+        "PATCH",
+        path,
+        &[MERGE_PATCH],
+        r#"{"data":{"d":null,"e/f":null,"b":"20"}}"#,
+    )
+    .await;
+    assert_eq!(r.json()["data"], json!({"b": "20", "c": "3"}));
     // Method not allowed.
     let r = req(&h, "PUT", "/api/v1/namespaces/p/configmaps", &[JSON], "{}").await;
     assert_eq!(r.status, 405);

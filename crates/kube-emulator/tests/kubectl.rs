@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::Stdio;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use kube_emulator::{kargo_crd_dir, Emulator, EmulatorOptions, Handle};
 use tokio::io::AsyncWriteExt;
 
@@ -175,10 +177,7 @@ async fn apply_crds_and_objects_then_update() {
         "{.data.auth-header}",
     )
     .await;
-    assert_eq!(
-        token,
-        kube_emulator::util::b64_encode(b"test-auth-token-123")
-    );
+    assert_eq!(token, BASE64.encode(b"test-auth-token-123"));
 }
 
 #[tokio::test]
@@ -309,7 +308,7 @@ async fn typed_create_commands_send_protobuf() {
         "{.data.auth-header}",
     )
     .await;
-    assert_eq!(v, kube_emulator::util::b64_encode(b"s3cret"));
+    assert_eq!(v, BASE64.encode(b"s3cret"));
     let v = get_jsonpath(
         &h,
         home.path(),
