@@ -1,8 +1,8 @@
 //! Patch formats: JSON merge patch (RFC 7386) and JSON patch (RFC 6902), both by the
-//! `json-patch` crate, an approximation of strategic merge patch, and the merge used for
-//! server-side apply.
+//! `json-patch` crate, and an approximation of strategic merge patch. (Server-side
+//! apply is the store's: it needs field ownership.)
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The content types accepted by PATCH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,64 +78,6 @@ fn strip_directives(v: &mut Value) {
         }
         Value::Array(a) => a.iter_mut().for_each(strip_directives),
         _ => {}
-    }
-}
-
-/// A leaf field path used for server-side apply field ownership
-/// (object keys joined with `.`; lists are treated as atomic leaves).
-pub fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, x) in m {
-                leaf_paths(x, &format!("{prefix}.{k}"), out);
-            }
-        }
-        _ => out.push(prefix.to_string()),
-    }
-}
-
-/// Value at a leaf path produced by [`leaf_paths`].
-pub fn value_at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    for k in path.split('.').skip(1) {
-        cur = cur.get(k)?;
-    }
-    Some(cur)
-}
-
-/// Remove the field at a leaf path (no-op when absent); empties parents are kept.
-pub fn remove_path(v: &mut Value, path: &str) {
-    let keys: Vec<&str> = path.split('.').skip(1).collect();
-    let Some((last, parents)) = keys.split_last() else {
-        return;
-    };
-    let mut cur = v;
-    for k in parents {
-        match cur.get_mut(*k) {
-            Some(x) => cur = x,
-            None => return,
-        }
-    }
-    if let Value::Object(m) = cur {
-        m.remove(*last);
-    }
-}
-
-/// Merge an applied configuration into `target`: objects merge recursively, lists and
-/// scalars are replaced (an approximation of server-side apply's merge).
-pub fn apply_merge(target: &mut Value, applied: &Value) {
-    match applied {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    apply_merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
     }
 }
 

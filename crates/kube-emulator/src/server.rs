@@ -19,7 +19,7 @@ use crate::faults::{Fault, FaultSpec, Faults};
 use crate::requests::{RequestLog, RequestRecord};
 use crate::resources::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::Store;
+use crate::store::{PageRequest, Store};
 use crate::table;
 use crate::watch::{self, WatchParams};
 
@@ -514,53 +514,7 @@ fn resource(
             let o = shared.lock_store().get(rt, ns, name)?;
             Ok(json_response(200, &render_one(o)))
         }
-        (&Method::GET, None) => {
-            let (labels, fields) = selectors(q)?;
-            let (items, rv) = {
-                let store = shared.lock_store();
-                (store.list(rt, ns), store.current_rv())
-            };
-            let items: Vec<Value> = items
-                .into_iter()
-                .filter(|o| labels.matches(o) && fields.matches(o))
-                .collect();
-            // Pagination: the continue token is an offset (not a consistent snapshot).
-            let offset: usize = match q.get("continue").filter(|c| !c.is_empty()) {
-                Some(c) => c
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid continue token {c:?}")))?,
-                None => 0,
-            };
-            let mut items: Vec<Value> = items.into_iter().skip(offset).collect();
-            let (mut cont, mut remaining) = (None, None);
-            if let Some(limit) = q
-                .get("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .filter(|l| *l > 0)
-            {
-                if items.len() > limit {
-                    remaining = Some(items.len() - limit);
-                    items.truncate(limit);
-                    cont = Some((offset + limit).to_string());
-                }
-            }
-            let mut md = json!({"resourceVersion": rv.to_string()});
-            if let Some(c) = &cont {
-                md["continue"] = json!(c);
-                md["remainingItemCount"] = json!(remaining);
-            }
-            let out = match out_as {
-                As::Table => table::table(rt, &items, &rv.to_string()),
-                As::Partial => {
-                    let items: Vec<Value> = items.iter().map(to_partial).collect();
-                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": md, "items": items})
-                }
-                As::Full => {
-                    json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind), "metadata": md, "items": items})
-                }
-            };
-            Ok(json_response(200, &out))
-        }
+        (&Method::GET, None) => list(shared, rt, ns, q, &out_as),
         (&Method::POST, None) => {
             let obj = parse_body(ct, body)?;
             let o = write(shared, q, |s| s.create_as(rt, ns, obj, Some(&manager)))?;
@@ -644,6 +598,60 @@ fn resource(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
+}
+
+/// A LIST answer: one page (`limit`, `continue`) of the selected objects as a full
+/// list, a `PartialObjectMetadataList` or a `Table`, with the continue token and
+/// remaining count in `metadata` in each form.
+fn list(
+    shared: &Shared,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    q: &HashMap<String, String>,
+    out_as: &As,
+) -> ApiResult<Response<Body>> {
+    let (labels, fields) = selectors(q)?;
+    let req = PageRequest {
+        namespace: ns,
+        limit: q.get("limit").and_then(|l| l.parse().ok()),
+        continue_token: q.get("continue").map(String::as_str),
+    };
+    // Field selectors see the object as served (events.k8s.io names its fields apart);
+    // label selectors only read labels, which are the same in every form.
+    let selected = |o: &Value| {
+        labels.matches(o) && (fields.is_empty() || fields.matches(&Store::render(rt, o)))
+    };
+    let filter: Option<&dyn Fn(&Value) -> bool> = if labels.is_empty() && fields.is_empty() {
+        None
+    } else {
+        Some(&selected)
+    };
+    // Only pointers are taken under the lock; rendering happens after it is released.
+    let page = shared.lock_store().list_page(rt, &req, filter)?;
+    let items: Vec<Value> = page.items.iter().map(|o| Store::render(rt, o)).collect();
+    let rv = page.resource_version.to_string();
+    let mut md = json!({"resourceVersion": rv});
+    if let Some(c) = &page.continue_token {
+        md["continue"] = json!(c);
+        if let Some(n) = page.remaining {
+            md["remainingItemCount"] = json!(n);
+        }
+    }
+    let out = match out_as {
+        As::Table => {
+            let mut t = table::table(rt, &items, &rv);
+            t["metadata"] = md;
+            t
+        }
+        As::Partial => {
+            let items: Vec<Value> = items.iter().map(to_partial).collect();
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": md, "items": items})
+        }
+        As::Full => {
+            json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind), "metadata": md, "items": items})
+        }
+    };
+    Ok(json_response(200, &out))
 }
 
 /// Run a write against the store, or against a throw-away copy for `dryRun=All`.

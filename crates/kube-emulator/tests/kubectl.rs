@@ -672,3 +672,62 @@ async fn apply_workload_and_rbac_kinds() {
         );
     }
 }
+
+/// `kubectl get` reads in chunks of 500 (Table pages): all 503 Warehouses show, in
+/// table form and as names, each chunk following the previous one's continue token.
+#[tokio::test]
+async fn get_follows_table_pages_past_500() {
+    let h = Emulator::start(
+        EmulatorOptions::default().with_crd(kargo_crd_dir().join("warehouses.yaml")),
+    )
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    h.load_manifests("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: many\n")
+        .unwrap();
+    let created = h
+        .create_many((0..503).map(|i| {
+            serde_json::json!({
+                "apiVersion": "kargo.akuity.io/v1alpha1",
+                "kind": "Warehouse",
+                "metadata": {"name": format!("wh-{i:03}"), "namespace": "many"},
+                "spec": {"subscriptions": [{"image": {"repoURL": format!("example.com/app-{i}")}}]}
+            })
+        }))
+        .unwrap();
+    assert_eq!(created, 503);
+
+    let table = ok(&h, home, &["get", "warehouses", "-n", "many"], None).await;
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("NAME"), "{table}");
+    let rows: Vec<&str> = lines
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    let want: Vec<String> = (0..503).map(|i| format!("wh-{i:03}")).collect();
+    assert_eq!(rows, want);
+
+    let names = ok(
+        &h,
+        home,
+        &["get", "warehouses", "-n", "many", "-o", "name"],
+        None,
+    )
+    .await;
+    assert_eq!(names.lines().count(), 503);
+
+    let table_lists: Vec<_> = h
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.verb.as_deref() == Some("list")
+                && r.accept.as_deref().is_some_and(|a| a.contains("as=Table"))
+        })
+        .collect();
+    assert_eq!(table_lists.len(), 2, "two chunks: {table_lists:?}");
+    assert!(
+        table_lists[1].query.contains("continue="),
+        "{:?}",
+        table_lists[1]
+    );
+}
