@@ -363,12 +363,18 @@ impl Handle {
         &self.kubeconfig_path
     }
 
-    /// Make the next matching requests fail (see [`Fault`]).
+    /// Make matching requests fail, take longer, or both (see [`Fault`]).
     pub fn inject(&self, fault: Fault) {
         self.shared.faults.add(fault);
     }
 
-    /// Remove all pending faults.
+    /// The faults still pending, with what is left of their counts (a fault used up is
+    /// gone; one that applies [`always`](Fault::always) stays until cleared).
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.shared.faults.pending()
+    }
+
+    /// Remove all pending faults (requests already held by a delay finish as they were).
     pub fn clear_faults(&self) {
         self.shared.faults.clear();
     }

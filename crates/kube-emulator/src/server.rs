@@ -241,6 +241,7 @@ pub(crate) async fn handle(
         namespace: None,
         name: None,
         injected_fault: false,
+        injected_delay: Duration::ZERO,
     };
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -281,8 +282,15 @@ pub(crate) async fn handle(
     }
     if !path.starts_with("/_emulator") {
         if let Some(f) = shared.faults.take(&parts.method, &path, &query) {
-            rec.injected_fault = true;
-            return Ok(finish(&shared, rec, started, fault_response(&f)));
+            // No lock is held here: other requests go on while this one waits.
+            if !f.delay.is_zero() {
+                tokio::time::sleep(f.delay).await;
+                rec.injected_delay = f.delay;
+            }
+            if let Some(code) = f.code {
+                rec.injected_fault = true;
+                return Ok(finish(&shared, rec, started, fault_response(code, &f)));
+            }
         }
     }
     let ct = rec.content_type.clone().unwrap_or_default();
@@ -329,13 +337,13 @@ fn finish(
     resp
 }
 
-fn fault_response(f: &Fault) -> Response<Body> {
+fn fault_response(code: u16, f: &Fault) -> Response<Body> {
     let mut e = ApiError::new(
-        f.code,
-        ApiError::reason_for_code(f.code),
+        code,
+        ApiError::reason_for_code(code),
         f.message
             .clone()
-            .unwrap_or_else(|| format!("injected fault: {}", f.code)),
+            .unwrap_or_else(|| format!("injected fault: {code}")),
     );
     e.retry_after = f.retry_after;
     error_response(&e)
@@ -349,9 +357,8 @@ fn admin(shared: &Shared, method: &Method, rest: &[&str], body: &[u8]) -> Respon
             json_response(200, &json!({}))
         }
         (&Method::POST, ["faults"]) => {
-            let spec: Result<FaultSpec, String> =
-                serde_json::from_slice(body).map_err(|e| e.to_string());
-            match spec.and_then(Fault::try_from) {
+            let spec = serde_json::from_slice::<FaultSpec>(body).map_err(|e| e.to_string());
+            match spec.and_then(|s| Fault::try_from(s).map_err(|e| e.to_string())) {
                 Ok(f) => {
                     shared.faults.add(f);
                     json_response(201, &json!({}))

@@ -957,6 +957,74 @@ async fn admin_endpoints() {
         .unwrap()
         .iter()
         .any(|r| r["injectedFault"] == true && r["verb"] == "get"));
+
+    // A pure latency fault for every request until cleared ("count": null), and an
+    // always-failing one ("always": true) with a delay.
+    let r = req(
+        &h,
+        "POST",
+        "/_emulator/faults",
+        &[JSON],
+        r#"{"method":"GET","path":"/api/v1/namespaces/kube-public","delayMs":150,"count":null}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = req(&h, "POST", "/_emulator/faults", &[JSON], r#"{"method":"GET","path":"/api/v1/namespaces/kube-system","code":503,"delayMs":100,"always":true}"#).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    for _ in 0..3 {
+        assert_eq!(
+            get(&h, "/api/v1/namespaces/kube-public", &[]).await.status,
+            200
+        );
+        assert_eq!(
+            get(&h, "/api/v1/namespaces/kube-system", &[]).await.status,
+            503
+        );
+    }
+    let log = get(&h, "/_emulator/requests", &[]).await.json();
+    let of = |path: &str| -> Vec<Value> {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["path"] == path)
+            .cloned()
+            .collect()
+    };
+    let slow = of("/api/v1/namespaces/kube-public");
+    assert_eq!(slow.len(), 3);
+    for r in &slow {
+        assert_eq!(
+            (r["status"].as_u64(), r["injectedFault"].as_bool()),
+            (Some(200), Some(false))
+        );
+        assert_eq!(r["injectedDelay"], 150.0);
+        assert!(r["duration"].as_f64().unwrap() >= 150.0, "{r}");
+    }
+    let failing = of("/api/v1/namespaces/kube-system");
+    assert!(failing
+        .iter()
+        .all(|r| r["injectedFault"] == true && r["injectedDelay"] == 100.0));
+    assert_eq!(h.pending_faults().len(), 2);
+    assert_eq!(
+        req(&h, "DELETE", "/_emulator/faults", &[], "").await.status,
+        200
+    );
+    assert_eq!(
+        get(&h, "/api/v1/namespaces/kube-system", &[]).await.status,
+        200
+    );
+    // Faults that would do nothing, or say two things, are refused.
+    for bad in [
+        r#"{"path":"/api"}"#,
+        r#"{"code":500,"always":true,"count":2}"#,
+        r#"{"code":500,"delay":100}"#,
+        r#"{"code":500,"pathRegex":"("}"#,
+    ] {
+        let r = req(&h, "POST", "/_emulator/faults", &[JSON], bad).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    assert!(h.pending_faults().is_empty());
+
     assert_eq!(
         req(&h, "POST", "/_emulator/compact", &[], "").await.status,
         200
