@@ -183,12 +183,7 @@ fn default_namespace(obj: &mut Value) {
 }
 
 fn valid_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    s.len() <= 63 && valid_label_part(s)
 }
 
 fn valid_path_segment(s: &str) -> bool {

@@ -5,13 +5,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::{EventType, ObjName, Store};
+use super::{is_crd_type, is_namespace_type, EventType, ObjName, Store};
 use crate::object::meta_str;
 use crate::resources::{self, ResourceType};
-
-fn is_crd_type(rt: &ResourceType) -> bool {
-    rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
-}
 
 impl Store {
     /// Remove an object whose deletion is no longer held by finalizers (on DELETE, or
@@ -24,7 +20,7 @@ impl Store {
         name: &str,
         mut last: Value,
     ) -> Value {
-        let namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        let namespace = is_namespace_type(rt);
         if namespace {
             self.delete_namespace_contents(name);
         }

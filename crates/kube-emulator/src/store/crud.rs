@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{admission, EventType, PatchType, Store};
+use super::{admission, is_crd_type, is_namespace_type, EventType, PatchType, Store};
 use crate::errors::{ApiError, ApiResult};
 use crate::object::{meta_mut, meta_str, now_rfc3339, random_suffix};
 use crate::patch;
@@ -21,14 +21,6 @@ const SYSTEM_METADATA: [&str; 7] = [
     "name",
     "namespace",
 ];
-
-fn is_crd(rt: &ResourceType) -> bool {
-    rt.group == "apiextensions.k8s.io"
-}
-
-fn is_namespace(rt: &ResourceType) -> bool {
-    rt.group.is_empty() && rt.plural == "namespaces"
-}
 
 fn has_finalizers(obj: &Value) -> bool {
     obj.pointer("/metadata/finalizers")
@@ -96,7 +88,7 @@ fn init_metadata(rt: &ResourceType, obj: &mut Value) {
     }
     // With a status subresource, create ignores `.status` (custom resources and
     // built-ins such as Deployments alike); a Namespace gets its phase in `prepare`.
-    if rt.status_subresource && !is_namespace(rt) {
+    if rt.status_subresource && !is_namespace_type(rt) {
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");
         }
@@ -259,7 +251,7 @@ impl Store {
         let ns = self.resolve_ns(rt, url_ns, &mut obj)?;
         let name = assign_name(rt, &mut obj)?;
         init_metadata(rt, &mut obj);
-        if is_crd(rt) {
+        if is_crd_type(rt) {
             check_crd_spec(rt, &name, &obj)?;
             obj["status"] = resources::crd_status(&obj);
         }
@@ -410,7 +402,7 @@ impl Store {
     ) -> ApiResult<Value> {
         let mut new = scope_to_subresource(rt, &old, new, sub);
         keep_system_metadata(&old, &mut new);
-        if is_crd(rt) {
+        if is_crd_type(rt) {
             check_crd_spec(rt, name, &new)?;
             if sub != Some("status") {
                 refresh_crd_status(&old, &mut new);

@@ -43,6 +43,14 @@ use history::History;
 /// lists return objects.
 type ObjName = (String, String);
 
+fn is_namespace_type(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.plural == "namespaces"
+}
+
+fn is_crd_type(rt: &ResourceType) -> bool {
+    rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
+}
+
 /// One stored object and who owns its fields.
 #[derive(Debug, Clone)]
 struct Record {
