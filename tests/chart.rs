@@ -388,9 +388,26 @@ fn check_env(file: &str, extra_env: &BTreeSet<String>, all_optional_set: bool) {
             "{file}: --{long} ({env}) is not set by the chart"
         );
     }
-    if let Err(e) = <Cli as clap::Parser>::try_parse_from(&args) {
-        panic!("{file}: the container's env, as flags, does not parse: {e}\n{args:?}");
+    let config = match <Cli as clap::Parser>::try_parse_from(&args) {
+        Ok(Cli {
+            command: kargo_harbor_receiver::config::Command::Run(config),
+        }) => config,
+        Ok(_) => panic!("{file}: parsed something other than run"),
+        Err(e) => panic!("{file}: the container's env, as flags, does not parse: {e}\n{args:?}"),
+    };
+    if let Err(e) = config.validate() {
+        panic!("{file}: the container's flags are refused: {e}");
     }
+    // The process exits within drain delay + shutdown timeout: Kubernetes
+    // must not SIGKILL it before.
+    let grace = the_deployment(&docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{file}: no terminationGracePeriodSeconds"));
+    let bound = config.drain_delay + config.shutdown_timeout;
+    assert!(
+        std::time::Duration::from_secs(grace) > bound,
+        "{file}: terminationGracePeriodSeconds {grace} does not exceed drain delay + shutdown timeout ({bound:?})"
+    );
 }
 
 #[test]

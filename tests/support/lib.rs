@@ -23,9 +23,12 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
+pub use binary::{free_port, Binary};
 pub use kube_emulator::{Emulator, EmulatorOptions, Fault, Handle, RequestRecord};
 pub use webhook::{http_client, send, Answer, HttpClient, ANSWER_DEADLINE};
 
+pub mod abuse;
+mod binary;
 pub mod kargo;
 pub mod rbac;
 mod webhook;

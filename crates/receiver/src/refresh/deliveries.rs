@@ -9,6 +9,13 @@
 //! that original arrival, so "2xx ⇒ every matching Warehouse got a refresh
 //! value set after the delivery first arrived" still holds.
 //!
+//! Only an attempt answered 5xx (failures, or the answer deadline) is
+//! retried by Harbor, and never while it is still waiting for the answer.
+//! So a body seen again after a 2xx, or while its first attempt is still
+//! unanswered, is a new push that happens to look the same (Harbor's
+//! Default format has a one-second `occur_at`): it starts a new delivery
+//! with its own arrival.
+//!
 //! Bounds: entries live [`DELIVERY_TTL`] (covering Harbor's three attempts,
 //! 16–118 s apart), at most [`MAX_DELIVERIES`] at once (the oldest idle one
 //! gives way); each delivery runs at most one job at a time, and at most
@@ -67,6 +74,8 @@ pub(super) struct Delivery {
 struct State {
     results: HashMap<WarehouseRef, RefreshOutcome>,
     running: bool,
+    /// An attempt was answered 5xx: Harbor will retry it.
+    retried: bool,
 }
 
 /// What to do next for a request of a delivery.
@@ -127,8 +136,18 @@ impl Delivery {
         self.ended.send_modify(|n| *n += 1);
     }
 
+    /// Records how an attempt was answered: `failed` (5xx) means Harbor
+    /// retries it, and the retry is to join this delivery.
+    pub fn answered(&self, failed: bool) {
+        self.lock().retried = failed;
+    }
+
     fn idle(&self) -> bool {
         !self.lock().running
+    }
+
+    fn awaits_retry(&self) -> bool {
+        self.lock().retried
     }
 }
 
@@ -175,7 +194,7 @@ impl Deliveries {
     pub fn get_or_insert(&self, key: DeliveryKey, arrival: Instant) -> Option<Arc<Delivery>> {
         let mut map = self.lock();
         if let Some(d) = map.get(&key) {
-            if arrival.saturating_duration_since(d.arrival) < DELIVERY_TTL {
+            if d.awaits_retry() && arrival.saturating_duration_since(d.arrival) < DELIVERY_TTL {
                 return Some(d.clone());
             }
             map.remove(&key);
@@ -278,8 +297,17 @@ mod tests {
         let deliveries = Deliveries::new();
         let key = |i: usize| DeliveryKey(Sha256::digest(i.to_le_bytes()).into());
         let first = deliveries.get_or_insert(key(0), Instant::now()).unwrap();
+        // Not answered yet: the same body again is a new push.
+        let same = deliveries.get_or_insert(key(0), Instant::now()).unwrap();
+        assert!(!Arc::ptr_eq(&first, &same));
+        same.answered(true);
         let again = deliveries.get_or_insert(key(0), Instant::now()).unwrap();
-        assert!(Arc::ptr_eq(&first, &again));
+        assert!(Arc::ptr_eq(&same, &again), "a retry of a 5xx");
+        again.answered(false);
+        let after_ok = deliveries.get_or_insert(key(0), Instant::now()).unwrap();
+        assert!(!Arc::ptr_eq(&again, &after_ok), "after a 2xx: a new push");
+        after_ok.answered(true);
+        let first = after_ok;
         tokio::time::advance(DELIVERY_TTL).await;
         let renewed = deliveries.get_or_insert(key(0), Instant::now()).unwrap();
         assert!(!Arc::ptr_eq(&first, &renewed), "expired");

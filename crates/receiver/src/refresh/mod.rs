@@ -334,7 +334,10 @@ impl Refresher {
         let mut waited = false;
         loop {
             let mut ended = match delivery.step(matches, waited) {
-                Step::Answer(summary) => return Delivered::Done(summary),
+                Step::Answer(summary) => {
+                    delivery.answered(summary.failed > 0);
+                    return Delivered::Done(summary);
+                }
                 Step::Start(todo, ended) => {
                     self.start_job(delivery.clone(), receiver.clone(), todo);
                     ended
@@ -343,7 +346,10 @@ impl Refresher {
             };
             tokio::select! {
                 _ = ended.changed() => waited = true,
-                () = tokio::time::sleep_until(deadline) => return Delivered::Pending,
+                () = tokio::time::sleep_until(deadline) => {
+                    delivery.answered(true);
+                    return Delivered::Pending;
+                }
             }
         }
     }
