@@ -272,16 +272,28 @@ impl Running {
         let deadline = Instant::now() + self.shutdown_timeout;
         self.health.set_draining();
         self.shutdown.cancel();
-        let webhook = join_by(deadline, "webhook listener", self.webhook).await;
-        let metrics = join_by(deadline, "metrics listener", self.metrics_server).await;
-        let controller = join_by(deadline, "controller", self.controller).await;
-        // What is left of the bound, less a moment for the Event sender.
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.refresher
-            .shutdown(left.saturating_sub(Duration::from_millis(500)))
-            .await;
-        self.events_shutdown.cancel();
-        let events = join_by(deadline, "Event sender", self.events).await;
+        // The parts stop side by side, each by the one deadline: one that
+        // hangs (the controller, when the API server never answers) takes
+        // no time from the others.
+        let refresher = self.refresher;
+        let events_shutdown = self.events_shutdown;
+        let events = self.events;
+        let refreshes_then_events = async move {
+            // Background refreshes queue Events: stop the sender after them,
+            // leaving it a moment of the bound.
+            let left = deadline.saturating_duration_since(Instant::now());
+            refresher
+                .shutdown(left.saturating_sub(Duration::from_millis(500)))
+                .await;
+            events_shutdown.cancel();
+            join_by(deadline, "Event sender", events).await
+        };
+        let (webhook, metrics, controller, events) = tokio::join!(
+            join_by(deadline, "webhook listener", self.webhook),
+            join_by(deadline, "metrics listener", self.metrics_server),
+            join_by(deadline, "controller", self.controller),
+            refreshes_then_events,
+        );
         if let Some(reload) = self.tls_reload {
             join_by(deadline, "certificate reloader", reload)
                 .await

@@ -110,6 +110,17 @@ impl SecretStores {
     }
 }
 
+/// Zeroes every value of a Secret read with a GET (see `core::token` for
+/// what is and is not wiped).
+fn wipe_secret(secret: &mut Secret) {
+    for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+        crate::core::token::wipe(&mut value.0);
+    }
+    for value in secret.string_data.iter_mut().flat_map(|d| d.values_mut()) {
+        crate::core::token::wipe_str(value);
+    }
+}
+
 /// What reading a receiver's Secret gave, already reduced to what we keep.
 #[derive(Clone, Debug)]
 enum Derived {
@@ -220,9 +231,11 @@ impl SecretReader {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), wanted.secret_namespace);
         let label = format!("{}/{}", wanted.secret_namespace, wanted.secret_name);
         let (resource_version, derived) = match api.get_opt(wanted.secret_name).await {
-            Ok(Some(s)) => {
+            Ok(Some(mut s)) => {
                 let rv = s.metadata.resource_version.clone();
-                (rv, self.derive(wanted, &label, &s))
+                let derived = self.derive(wanted, &label, &s);
+                wipe_secret(&mut s);
+                (rv, derived)
             }
             Ok(None) => (
                 None,
@@ -345,6 +358,24 @@ impl SecretReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_secret_is_wiped() {
+        let mut secret = Secret {
+            data: Some(BTreeMap::from([(
+                AUTH_HEADER_KEY.to_owned(),
+                k8s_openapi::ByteString(b"token".to_vec()),
+            )])),
+            string_data: Some(BTreeMap::from([(
+                AUTH_HEADER_KEY.to_owned(),
+                "token".into(),
+            )])),
+            ..Secret::default()
+        };
+        wipe_secret(&mut secret);
+        assert!(secret.data.unwrap()[AUTH_HEADER_KEY].0.is_empty());
+        assert!(secret.string_data.unwrap()[AUTH_HEADER_KEY].is_empty());
+    }
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 
