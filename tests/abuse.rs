@@ -32,11 +32,7 @@ fn assert_in_time(what: &str, took: Duration) {
 
 #[tokio::test]
 async fn silent_connections_beyond_the_cap_neither_delay_a_push_nor_stay_open() {
-    let env = Env::start().await;
-    let path = env.tenant("p1", TOKEN_A).await;
-    env.many_warehouses("p1", 1);
-    let app = env.start_app(&["--header-read-timeout", "3s"]).await;
-    wait_serving(&app, 1, 1).await;
+    let (_env, path, app) = one_tenant(TOKEN_A, 1, &["--header-read-timeout", "3s"]).await;
     // More than --max-connections (1024), all from 127.0.0.1 as the push
     // below, and more than the metrics port's 64.
     let opened = Instant::now();
@@ -116,10 +112,7 @@ async fn idle_h2_connections_are_closed_whether_they_ping_or_not() {
 
 #[tokio::test]
 async fn slow_headers_and_slow_bodies_are_cut_off_at_their_deadlines() {
-    let env = Env::start().await;
-    let path = env.tenant("p1", TOKEN_A).await;
-    let app = env.start_app(&["--header-read-timeout", "2s"]).await;
-    wait_serving(&app, 1, 0).await;
+    let (_env, path, app) = one_tenant(TOKEN_A, 0, &["--header-read-timeout", "2s"]).await;
     // A head sent a byte every 100 ms never completes: closed at 2 s.
     let mut drip = TcpStream::connect(app.listen_addr).await.unwrap();
     let started = Instant::now();
@@ -249,11 +242,7 @@ async fn deliver_until_ok(
 
 #[tokio::test]
 async fn a_push_fanning_out_behind_a_slow_api_server_is_answered_in_time() {
-    let env = Env::start().await;
-    let path = env.tenant("p1", TOKEN_A).await;
-    env.many_warehouses("p1", 150);
-    let app = env.start_app(&[]).await;
-    wait_serving(&app, 1, 150).await;
+    let (env, path, app) = one_tenant(TOKEN_A, 150, &[]).await;
     env.emulator.inject(
         Fault::latency(Duration::from_millis(400))
             .method(Method::PATCH)
@@ -300,11 +289,7 @@ async fn a_redelivery_joins_the_running_fan_out_instead_of_repeating_it() {
 #[tokio::test]
 async fn a_push_behind_a_failing_api_server_is_answered_in_time_and_a_retry_succeeds() {
     for code in [500u16, 503] {
-        let env = Env::start().await;
-        let path = env.tenant("p1", TOKEN_A).await;
-        env.many_warehouses("p1", 150);
-        let app = env.start_app(&["--api-timeout", "2s"]).await;
-        wait_serving(&app, 1, 150).await;
+        let (env, path, app) = one_tenant(TOKEN_A, 150, &["--api-timeout", "2s"]).await;
         env.emulator.inject(
             Fault::new(code)
                 .method(Method::PATCH)
@@ -382,10 +367,7 @@ async fn sigterm_ends_the_binary_with_exit_0_even_without_an_api_server() {
 
 #[tokio::test]
 async fn a_wrong_token_flood_logs_a_bounded_number_of_lines() {
-    let env = Env::start().await;
-    let path = env.tenant("p1", TOKEN_A).await;
-    let app = env.start_app(&[]).await;
-    wait_serving(&app, 1, 0).await;
+    let (_env, path, app) = one_tenant(TOKEN_A, 0, &[]).await;
     let url = format!("http://{}{path}", app.listen_addr);
     let before = captured_logs().len();
     let client = http_client();
@@ -441,10 +423,7 @@ async fn a_wrong_token_flood_logs_a_bounded_number_of_lines() {
 
 #[tokio::test]
 async fn a_client_that_hangs_up_mid_body_is_counted() {
-    let env = Env::start().await;
-    let path = env.tenant("p1", TOKEN_A).await;
-    let app = env.start_app(&[]).await;
-    wait_serving(&app, 1, 0).await;
+    let (_env, path, app) = one_tenant(TOKEN_A, 0, &[]).await;
     let mut conn = TcpStream::connect(app.listen_addr).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {TOKEN_A}\r\nContent-Length: 1000\r\n\r\n{{"

@@ -78,6 +78,20 @@ impl Env {
     }
 }
 
+/// Project `p1` with receiver `recv` (auth header `token`) and `warehouses`
+/// Warehouses, the app started in-process with `args` and serving them:
+/// the emulator, the receiver path and the app.
+pub async fn one_tenant(token: &str, warehouses: usize, args: &[&str]) -> (Env, String, Running) {
+    let env = Env::start().await;
+    let path = env.tenant("p1", token).await;
+    if warehouses > 0 {
+        env.many_warehouses("p1", warehouses);
+    }
+    let app = env.start_app(args).await;
+    wait_serving(&app, 1, warehouses).await;
+    (env, path, app)
+}
+
 /// Waits until `app` is ready with `receivers` receivers and `warehouses`
 /// Warehouses indexed.
 pub async fn wait_serving(app: &Running, receivers: usize, warehouses: usize) {

@@ -278,7 +278,10 @@ impl Running {
         let refresher = self.refresher;
         let events_shutdown = self.events_shutdown;
         let events = self.events;
-        let refreshes_then_events = async move {
+        let webhook = self.webhook;
+        let requests_then_refreshes_then_events = async move {
+            // No new refresh starts once the webhook listener is done.
+            let webhook = join_by(deadline, "webhook listener", webhook).await;
             // Background refreshes queue Events: stop the sender after them,
             // leaving it a moment of the bound.
             let left = deadline.saturating_duration_since(Instant::now());
@@ -286,13 +289,12 @@ impl Running {
                 .shutdown(left.saturating_sub(Duration::from_millis(500)))
                 .await;
             events_shutdown.cancel();
-            join_by(deadline, "Event sender", events).await
+            (webhook, join_by(deadline, "Event sender", events).await)
         };
-        let (webhook, metrics, controller, events) = tokio::join!(
-            join_by(deadline, "webhook listener", self.webhook),
+        let ((webhook, events), metrics, controller) = tokio::join!(
+            requests_then_refreshes_then_events,
             join_by(deadline, "metrics listener", self.metrics_server),
             join_by(deadline, "controller", self.controller),
-            refreshes_then_events,
         );
         if let Some(reload) = self.tls_reload {
             join_by(deadline, "certificate reloader", reload)

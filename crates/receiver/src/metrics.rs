@@ -585,22 +585,13 @@ mod tests {
 mod scrape_tests {
     use super::*;
     use crate::listener::{Limits, Listener};
-    use kargo_api::ImageSubscription;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_util::sync::CancellationToken;
 
     #[tokio::test]
     async fn a_scrape_reports_the_current_index_sizes() {
-        let index = Index::new();
-        index.repositories.upsert(&crate::testing::image_warehouse(
-            "p",
-            "w",
-            ImageSubscription {
-                repo_url: "h/app".into(),
-                ..Default::default()
-            },
-        ));
+        let index = crate::testing::one_warehouse_index();
         let limits = Limits {
             max_connections: 4,
             max_connections_per_client: 4,

@@ -51,6 +51,20 @@ pub fn image_warehouse(namespace: &str, name: &str, image: ImageSubscription) ->
     w
 }
 
+/// An index holding Warehouse `p/w`, subscribed to image `h/app` (any tag).
+pub fn one_warehouse_index() -> crate::index::Index {
+    let index = crate::index::Index::new();
+    index.repositories.upsert(&image_warehouse(
+        "p",
+        "w",
+        ImageSubscription {
+            repo_url: "h/app".into(),
+            ..Default::default()
+        },
+    ));
+    index
+}
+
 /// Registers receiver `recv` of project `project` on `path` with `token`.
 pub fn register_receiver(routes: &RouteTable, project: &str, path: &str, token: &[u8]) {
     let scope = Scope::project_of(project);

@@ -173,14 +173,10 @@ impl<F: Future + Unpin> Future for TrackedFuture<F> {
     }
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for Tracked<S>
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Unpin,
-{
+impl<S: Serve> hyper::service::Service<Request<Incoming>> for Tracked<S> {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = TrackedFuture<S::Future>;
+    type Future = TrackedFuture<S::Answer>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         TrackedFuture {
@@ -243,31 +239,48 @@ pub(crate) enum End {
     Shutdown,
 }
 
+/// A stream a connection is served on (TCP, or TLS over TCP).
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// What a listener serves: one response per request, never an error, its
+/// futures `Unpin` (boxed, or ready) so that tracking them costs no
+/// allocation.
+pub(crate) trait Serve:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = <Self as Serve>::Answer,
+    > + Send
+    + 'static
+{
+    /// The future of one answer.
+    type Answer: Future<Output = Result<Response<Body>, Infallible>> + Unpin + Send + 'static;
+}
+
+impl<S> Serve for S
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Unpin + Send + 'static,
+{
+    type Answer = S::Future;
+}
+
 type Io<I> = TokioIo<Prefixed<I>>;
 type H1<I, S> = http1::Connection<Io<I>, Tracked<S>>;
 type H2<I, S> = http2::Connection<Io<I>, Tracked<S>, TokioExecutor>;
 
 /// A hyper connection of either protocol.
-enum Conn<I, S>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Unpin + Send + 'static,
-{
+enum Conn<I: Stream, S: Serve> {
     H1(Pin<Box<H1<I, S>>>),
     H2(Pin<Box<H2<I, S>>>),
 }
 
-impl<I, S> Conn<I, S>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Unpin + Send + 'static,
-{
+impl<I: Stream, S: Serve> Conn<I, S> {
     fn graceful_shutdown(&mut self) {
         match self {
             Conn::H1(c) => c.as_mut().graceful_shutdown(),
@@ -276,14 +289,7 @@ where
     }
 }
 
-impl<I, S> Future for Conn<I, S>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Unpin + Send + 'static,
-{
+impl<I: Stream, S: Serve> Future for Conn<I, S> {
     type Output = Result<(), hyper::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -309,11 +315,8 @@ pub(crate) async fn drive<I, S>(
     drain: &CancellationToken,
 ) -> End
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Unpin + Send + 'static,
+    I: Stream,
+    S: Serve,
 {
     let io = TokioIo::new(Prefixed::new(sniffed, io));
     let service = Tracked {

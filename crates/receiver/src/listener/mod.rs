@@ -24,15 +24,10 @@
 mod connection;
 mod slots;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -41,7 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ConnectionEnd, ListenerMetrics};
-use connection::{End, Protocol, Protocols};
+use connection::{End, Protocol, Protocols, Serve};
 use slots::{Eviction, Slots};
 
 /// Connection cap of the metrics listener.
@@ -81,8 +76,6 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
 }
 
-type Body = Full<Bytes>;
-
 /// A bound socket, ready to serve.
 pub struct Listener {
     name: &'static str,
@@ -121,15 +114,7 @@ impl Listener {
     /// Serves `service` until `shutdown`, then drains (see the module docs).
     pub async fn serve<S>(self, service: S, shutdown: CancellationToken)
     where
-        S: hyper::service::Service<
-                Request<Incoming>,
-                Response = Response<Body>,
-                Error = Infallible,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Unpin + Send + 'static,
+        S: Serve + Clone + Sync,
     {
         let Listener {
             name,
@@ -227,15 +212,7 @@ struct Connection<S> {
     drain: CancellationToken,
 }
 
-impl<S> Connection<S>
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Unpin + Send + 'static,
-{
+impl<S: Serve + Clone + Sync> Connection<S> {
     /// Serves the connection; how it ended, for the metrics (evictions
     /// were counted when they were decided).
     async fn run(
@@ -307,7 +284,7 @@ where
         admitted: &slots::Admitted,
     ) -> End
     where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        I: connection::Stream,
     {
         connection::drive(
             io,

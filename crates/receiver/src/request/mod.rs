@@ -1059,7 +1059,6 @@ mod handle_tests {
     use crate::testing::FakePatcher;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
-    use kargo_api::ImageSubscription;
 
     fn handler(hang: bool) -> Handler {
         let patcher = FakePatcher::new(true);
@@ -1070,16 +1069,8 @@ mod handle_tests {
     }
 
     fn handler_with(patcher: Arc<FakePatcher>) -> (Arc<Handler>, Arc<FakePatcher>) {
-        let index = Index::new();
+        let index = crate::testing::one_warehouse_index();
         crate::testing::register_receiver(&index.routes, "p", "/harbor/abc", b"t");
-        index.repositories.upsert(&crate::testing::image_warehouse(
-            "p",
-            "w",
-            ImageSubscription {
-                repo_url: "h/app".into(),
-                ..Default::default()
-            },
-        ));
         let metrics = Metrics::new();
         let refresher = Refresher::new(
             Arc::new(patcher.clone()),
