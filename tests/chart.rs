@@ -403,6 +403,17 @@ fn check_env(file: &str, extra_env: &BTreeSet<String>, all_optional_set: bool) {
     let grace = the_deployment(&docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         .as_u64()
         .unwrap_or_else(|| panic!("{file}: no terminationGracePeriodSeconds"));
+    // /readyz turns 503 at SIGTERM: the probe must notice within the drain
+    // delay, while the port still serves.
+    let probe =
+        &the_deployment(&docs)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    let notice = probe["periodSeconds"].as_u64().unwrap_or(10)
+        * probe["failureThreshold"].as_u64().unwrap_or(3);
+    assert!(
+        std::time::Duration::from_secs(notice) < config.drain_delay,
+        "{file}: the readiness probe notices a drain after {notice} s, not within the drain delay {:?}",
+        config.drain_delay
+    );
     let bound = config.drain_delay + config.shutdown_timeout;
     assert!(
         std::time::Duration::from_secs(grace) > bound,
