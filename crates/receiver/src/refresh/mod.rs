@@ -263,6 +263,19 @@ impl RefreshSummary {
     }
 }
 
+/// Records, however [`Refresher::deliver`] ends, whether Harbor will retry
+/// the attempt.
+struct Attempt<'a> {
+    delivery: &'a Delivery,
+    retried: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.delivery.answered(self.retried);
+    }
+}
+
 /// How [`Refresher::deliver`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivered {
@@ -331,11 +344,17 @@ impl Refresher {
         let Some(delivery) = self.inner.deliveries.get_or_insert(key, arrival) else {
             return Delivered::Busy;
         };
+        // Unless it ends with a 2xx, this attempt is one Harbor retries —
+        // also when the request is dropped (the client hung up).
+        let mut attempt = Attempt {
+            delivery: &delivery,
+            retried: true,
+        };
         let mut waited = false;
         loop {
             let mut ended = match delivery.step(matches, waited) {
                 Step::Answer(summary) => {
-                    delivery.answered(summary.failed > 0);
+                    attempt.retried = summary.failed > 0;
                     return Delivered::Done(summary);
                 }
                 Step::Start(todo, ended) => {
@@ -346,10 +365,7 @@ impl Refresher {
             };
             tokio::select! {
                 _ = ended.changed() => waited = true,
-                () = tokio::time::sleep_until(deadline) => {
-                    delivery.answered(true);
-                    return Delivered::Pending;
-                }
+                () = tokio::time::sleep_until(deadline) => return Delivered::Pending,
             }
         }
     }

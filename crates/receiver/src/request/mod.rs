@@ -1232,15 +1232,25 @@ mod handle_tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_client_that_hangs_up_is_counted() {
-        let (h, _patcher) = handler_with(FakePatcher::new(false));
-        let push = post(Full::new(Bytes::from_static(PUSH.as_bytes())));
+    async fn a_client_that_hangs_up_is_counted_and_its_retry_joins_the_work() {
+        let (h, patcher) = handler_with(FakePatcher::new(false));
+        let push = || post(Full::new(Bytes::from_static(PUSH.as_bytes())));
         // hyper drops the service future when the client goes away.
-        let cut = tokio::time::timeout(Duration::from_millis(100), h.handle(push)).await;
+        let cut = tokio::time::timeout(Duration::from_millis(100), h.handle(push())).await;
         assert!(cut.is_err());
         let text = exposition(&h);
         assert!(text.contains(r#"outcome="client_gone"} 1"#), "{text}");
         assert!(text.contains("webhook_requests_in_flight 0"), "{text}");
+        // Harbor saw a failure and retries: the retry joins the PATCH that
+        // went on.
+        let retry = tokio::spawn({
+            let h = h.clone();
+            async move { answer(h.handle(push()).await).await }
+        });
+        tokio::task::yield_now().await;
+        patcher.open();
+        assert_eq!(retry.await.unwrap().0, 200);
+        assert_eq!(patcher.values("w").len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
