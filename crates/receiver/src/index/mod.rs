@@ -10,8 +10,8 @@
 //! requests never wait for writers, and a writer pays for what changed, not
 //! for the size of the index.
 
-pub mod repositories;
-pub mod routes;
+mod repositories;
+mod routes;
 
 use std::sync::Arc;
 
