@@ -493,7 +493,6 @@ mod tests {
 mod scrape_tests {
     use super::*;
     use crate::listener::{Limits, Listener};
-    use kargo_api::ImageSubscription;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_util::sync::CancellationToken;
@@ -501,14 +500,9 @@ mod scrape_tests {
     #[tokio::test]
     async fn a_scrape_reports_the_current_index_sizes() {
         let index = Index::new();
-        index.repositories.upsert(&crate::testing::image_warehouse(
-            "p",
-            "w",
-            ImageSubscription {
-                repo_url: "h/app".into(),
-                ..Default::default()
-            },
-        ));
+        index
+            .repositories
+            .upsert(&crate::testing::any_version_warehouse("p", "w", "h/app"));
         let limits = Limits {
             max_connections: 4,
             header_read_timeout: Duration::from_secs(10),
