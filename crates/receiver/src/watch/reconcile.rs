@@ -409,6 +409,24 @@ mod tests {
         check: fn(&Value),
     }
 
+    /// The status PATCH (its body handed to `check`), answered with `pc`.
+    fn status_write(pc: &ProjectConfig, check: fn(&Value)) -> Call {
+        Call {
+            check,
+            ..call(
+                Method::PATCH,
+                STATUS,
+                200,
+                serde_json::to_value(pc).unwrap(),
+            )
+        }
+    }
+
+    /// The spec of [`project_config`]: one Harbor receiver.
+    fn harbor_receivers() -> Value {
+        json!([{"name": "harbor-wh-receiver", "harbor": {"secretRef": {"name": "harbor-wh-secret"}}}])
+    }
+
     fn call(method: Method, path: &str, status: u16, answer: Value) -> Call {
         Call {
             method,
@@ -459,11 +477,7 @@ mod tests {
     }
 
     fn project_config(status: Value) -> ProjectConfig {
-        config_with(
-            json!([{"name": "harbor-wh-receiver", "harbor": {"secretRef": {"name": "harbor-wh-secret"}}}]),
-            status,
-            json!([]),
-        )
+        config_with(harbor_receivers(), status, json!([]))
     }
 
     /// The ProjectConfig `kargo-demo` with `receivers`, `status` and
@@ -548,37 +562,29 @@ mod tests {
             pc.clone(),
             vec![
                 call(Method::GET, SECRET, 200, secret("test-auth-token-123")),
-                Call {
-                    check: |sent| {
-                        let status = &sent["status"];
-                        assert_eq!(status["webhookReceivers"][0]["path"], VECTOR_PATH);
-                        assert_eq!(
-                            status["webhookReceivers"][0]["url"],
-                            format!("https://webhooks.example.com{VECTOR_PATH}")
-                        );
-                        // Kargo's words, byte for byte.
-                        let ready = &status["conditions"][0];
-                        assert_eq!(ready["type"], "Ready");
-                        assert_eq!(ready["status"], "True");
-                        assert_eq!(ready["reason"], "Synced");
-                        assert_eq!(
-                            ready["message"],
-                            "ProjectConfig is synced and ready for use"
-                        );
-                        assert_eq!(ready["observedGeneration"], 1);
-                        assert_eq!(status["conditions"].as_array().unwrap().len(), 1);
-                        assert_eq!(status["observedGeneration"], 1);
-                        // Conditional on what was read: a concurrent writer's
-                        // change is never lost.
-                        assert_eq!(sent["metadata"]["resourceVersion"], "7");
-                    },
-                    ..call(
-                        Method::PATCH,
-                        STATUS,
-                        200,
-                        serde_json::to_value(&pc).unwrap(),
-                    )
-                },
+                status_write(&pc, |sent| {
+                    let status = &sent["status"];
+                    assert_eq!(status["webhookReceivers"][0]["path"], VECTOR_PATH);
+                    assert_eq!(
+                        status["webhookReceivers"][0]["url"],
+                        format!("https://webhooks.example.com{VECTOR_PATH}")
+                    );
+                    // Kargo's words, byte for byte.
+                    let ready = &status["conditions"][0];
+                    assert_eq!(ready["type"], "Ready");
+                    assert_eq!(ready["status"], "True");
+                    assert_eq!(ready["reason"], "Synced");
+                    assert_eq!(
+                        ready["message"],
+                        "ProjectConfig is synced and ready for use"
+                    );
+                    assert_eq!(ready["observedGeneration"], 1);
+                    assert_eq!(status["conditions"].as_array().unwrap().len(), 1);
+                    assert_eq!(status["observedGeneration"], 1);
+                    // Conditional on what was read: a concurrent writer's
+                    // change is never lost.
+                    assert_eq!(sent["metadata"]["resourceVersion"], "7");
+                }),
                 call(Method::POST, EVENTS, 201, json!({})),
             ],
         )
@@ -653,22 +659,18 @@ mod tests {
             pc.clone(),
             vec![
                 call(Method::GET, SECRET, 200, secret("test-auth-token-123")),
-                Call {
-                    check: |sent| {
-                        // Only the list changed; Kargo's entry first, as in the spec.
-                        let keys: Vec<&String> =
-                            sent["status"].as_object().unwrap().keys().collect();
-                        assert_eq!(keys, ["webhookReceivers"]);
-                        let list = &sent["status"]["webhookReceivers"];
-                        assert_eq!(
-                            list[0],
-                            json!({"name": "gh", "path": "/github/abc", "url": "https://x/github/abc"})
-                        );
-                        assert_eq!(list[1]["path"], VECTOR_PATH);
-                        assert_eq!(list.as_array().unwrap().len(), 2);
-                    },
-                    ..call(Method::PATCH, STATUS, 200, serde_json::to_value(&pc).unwrap())
-                },
+                status_write(&pc, |sent| {
+                    // Only the list changed; Kargo's entry first, as in the spec.
+                    let keys: Vec<&String> = sent["status"].as_object().unwrap().keys().collect();
+                    assert_eq!(keys, ["webhookReceivers"]);
+                    let list = &sent["status"]["webhookReceivers"];
+                    assert_eq!(
+                        list[0],
+                        json!({"name": "gh", "path": "/github/abc", "url": "https://x/github/abc"})
+                    );
+                    assert_eq!(list[1]["path"], VECTOR_PATH);
+                    assert_eq!(list.as_array().unwrap().len(), 2);
+                }),
                 call(Method::POST, EVENTS, 201, json!({})),
             ],
         )
@@ -682,39 +684,31 @@ mod tests {
             project_config(Value::Null),
             vec![
                 call(Method::GET, SECRET, 404, not_found()),
-                Call {
-                    check: |sent| {
-                        let status = &sent["status"];
-                        let types: Vec<&str> = status["conditions"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|c| c["type"].as_str().unwrap())
-                            .collect();
-                        assert_eq!(types, ["Reconciling", "Ready"]);
-                        let reconciling = &status["conditions"][0];
-                        assert_eq!(reconciling["reason"], "SyncingWebhooks");
-                        assert_eq!(reconciling["message"], "Syncing WebhookReceivers");
-                        let ready = &status["conditions"][1];
-                        assert_eq!(ready["status"], "False");
-                        assert_eq!(ready["reason"], "SyncWebhookReceiversFailed");
-                        assert_eq!(
-                            ready["message"],
-                            "Failed to sync WebhookReceivers: error syncing WebhookReceiver \
+                status_write(&project_config(Value::Null), |sent| {
+                    let status = &sent["status"];
+                    let types: Vec<&str> = status["conditions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["type"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(types, ["Reconciling", "Ready"]);
+                    let reconciling = &status["conditions"][0];
+                    assert_eq!(reconciling["reason"], "SyncingWebhooks");
+                    assert_eq!(reconciling["message"], "Syncing WebhookReceivers");
+                    let ready = &status["conditions"][1];
+                    assert_eq!(ready["status"], "False");
+                    assert_eq!(ready["reason"], "SyncWebhookReceiversFailed");
+                    assert_eq!(
+                        ready["message"],
+                        "Failed to sync WebhookReceivers: error syncing WebhookReceiver \
                              \"harbor-wh-receiver\": error getting Secret \"harbor-wh-secret\" \
                              in namespace \"kargo-demo\": secrets \"harbor-wh-secret\" not found"
-                        );
-                        // Nothing synced: no list, no observedGeneration.
-                        assert!(status.get("webhookReceivers").is_none());
-                        assert!(status.get("observedGeneration").is_none());
-                    },
-                    ..call(
-                        Method::PATCH,
-                        STATUS,
-                        200,
-                        serde_json::to_value(project_config(Value::Null)).unwrap(),
-                    )
-                },
+                    );
+                    // Nothing synced: no list, no observedGeneration.
+                    assert!(status.get("webhookReceivers").is_none());
+                    assert!(status.get("observedGeneration").is_none());
+                }),
                 call(Method::POST, EVENTS, 201, json!({})),
             ],
         )
@@ -740,12 +734,7 @@ mod tests {
     #[tokio::test]
     async fn kargos_base_path_is_kept_served_and_warned_about() {
         let pc = config_with(
-            project_config(Value::Null)
-                .spec
-                .webhook_receivers
-                .iter()
-                .map(|r| serde_json::to_value(r).unwrap())
-                .collect(),
+            harbor_receivers(),
             kargo_status(json!([kargo_entry()])),
             list_owner("kargo"),
         );
@@ -777,12 +766,7 @@ mod tests {
         // The list was last set by us, and nothing says `/kargo` is Kargo's:
         // it is what we published under an earlier --base-url.
         let pc = config_with(
-            project_config(Value::Null)
-                .spec
-                .webhook_receivers
-                .iter()
-                .map(|r| serde_json::to_value(r).unwrap())
-                .collect(),
+            harbor_receivers(),
             kargo_status(json!([kargo_entry()])),
             list_owner(crate::NAME),
         );
@@ -790,17 +774,9 @@ mod tests {
             pc.clone(),
             vec![
                 call(Method::GET, SECRET, 200, secret("test-auth-token-123")),
-                Call {
-                    check: |sent| {
-                        assert_eq!(sent["status"]["webhookReceivers"], json!([vector_entry()]));
-                    },
-                    ..call(
-                        Method::PATCH,
-                        STATUS,
-                        200,
-                        serde_json::to_value(&pc).unwrap(),
-                    )
-                },
+                status_write(&pc, |sent| {
+                    assert_eq!(sent["status"]["webhookReceivers"], json!([vector_entry()]));
+                }),
                 call(Method::POST, EVENTS, 201, json!({})),
             ],
         )

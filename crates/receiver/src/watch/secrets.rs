@@ -360,17 +360,31 @@ mod tests {
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 
-    #[tokio::test]
-    async fn a_token_that_is_not_utf8_gets_kargos_path() {
+    /// A reader whose client is never contacted (`derive` does no I/O).
+    fn offline_reader() -> (crate::config::Config, SecretReader) {
         let config = crate::testing::config(&["--base-url", "https://h"]);
-        // Never contacted: `derive` does no I/O.
-        let client = crate::testing::offline_client();
         let reader = SecretReader::new(
-            client,
+            crate::testing::offline_client(),
             config.secret_access,
             config.base_url.clone(),
             SecretStores::default(),
         );
+        (config, reader)
+    }
+
+    /// Receiver `r` of project `p`, Secret `p/s`.
+    fn wanted(scope: &Scope) -> Wanted<'_> {
+        Wanted {
+            scope,
+            name: "r",
+            secret_namespace: "p",
+            secret_name: "s",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_that_is_not_utf8_gets_kargos_path() {
+        let (config, reader) = offline_reader();
         let token = b"tok\xffen".to_vec();
         let secret = Secret {
             data: Some(BTreeMap::from([(
@@ -380,12 +394,7 @@ mod tests {
             ..Secret::default()
         };
         let scope = Scope::project_of("p");
-        let wanted = Wanted {
-            scope: &scope,
-            name: "r",
-            secret_namespace: "p",
-            secret_name: "s",
-        };
+        let wanted = wanted(&scope);
         match reader.derive(&wanted, &secret) {
             Derived::Ready {
                 path,
@@ -409,20 +418,9 @@ mod tests {
 
     #[tokio::test]
     async fn kargos_harbor_rule_for_the_secret_and_its_name() {
-        let config = crate::testing::config(&["--base-url", "https://h"]);
-        let reader = SecretReader::new(
-            crate::testing::offline_client(),
-            config.secret_access,
-            config.base_url.clone(),
-            SecretStores::default(),
-        );
+        let (config, reader) = offline_reader();
         let scope = Scope::project_of("p");
-        let wanted = Wanted {
-            scope: &scope,
-            name: "r",
-            secret_namespace: "p",
-            secret_name: "s",
-        };
+        let wanted = wanted(&scope);
         let with = |data: &[(&str, &[u8])]| Secret {
             data: Some(
                 data.iter()
