@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::config::{Cli, Command, Config};
 use crate::core::token::TokenDigest;
-use crate::index::{ReceiverEntry, Route, RouteTable, Scope, WarehouseRef};
+use crate::index::{ReceiverEntry, Route, RouteReason, RouteTable, Scope, WarehouseRef};
 use crate::refresh::{PatchError, Patcher};
 
 /// `kargo-harbor-receiver run <args>`, parsed as the binary would.
@@ -90,6 +90,7 @@ pub fn register_receiver(routes: &RouteTable, project: &str, path: &str, token: 
                 scope: scope.clone(),
                 name: "recv".into(),
                 token: TokenDigest::of(token),
+                why: RouteReason::Current,
             },
         }],
     );

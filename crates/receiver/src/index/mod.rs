@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub use repositories::{
     IndexProblems, Relist, Repositories, RepositoryIndex, WarehouseMatch, WarehouseRef,
 };
-pub use routes::{ReceiverEntry, Route, RouteTable, Routes, Scope};
+pub use routes::{ReceiverEntry, Route, RouteReason, RouteTable, Routes, Scope};
 
 /// Both parts, as the request path and the metrics scrape read them.
 #[derive(Clone, Default)]
