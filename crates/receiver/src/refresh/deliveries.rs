@@ -235,11 +235,7 @@ mod tests {
 
     #[test]
     fn keys_differ_by_receiver_and_body() {
-        let entry = |name: &str| ReceiverEntry {
-            scope: crate::index::Scope::project_of("p"),
-            name: name.into(),
-            token: crate::core::token::TokenDigest::of(b"t"),
-        };
+        let entry = |name: &str| crate::testing::receiver_entry("p", name, b"t");
         let a = DeliveryKey::of(&entry("a"), b"{}");
         assert_eq!(a, DeliveryKey::of(&entry("a"), b"{}"));
         assert_ne!(a, DeliveryKey::of(&entry("b"), b"{}"));

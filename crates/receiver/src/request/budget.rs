@@ -86,16 +86,10 @@ impl BodyBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::token::TokenDigest;
-    use crate::index::Scope;
     use std::time::Duration;
 
     fn receiver(project: &str) -> ReceiverEntry {
-        ReceiverEntry {
-            scope: Scope::project_of(project),
-            name: "recv".into(),
-            token: TokenDigest::of(b"t"),
-        }
+        crate::testing::receiver_entry(project, "recv", b"t")
     }
 
     #[tokio::test(start_paused = true)]

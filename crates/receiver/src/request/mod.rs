@@ -1069,8 +1069,11 @@ mod handle_tests {
     }
 
     fn handler_with(patcher: Arc<FakePatcher>) -> (Arc<Handler>, Arc<FakePatcher>) {
-        let index = crate::testing::one_warehouse_index();
+        let index = Index::new();
         crate::testing::register_receiver(&index.routes, "p", "/harbor/abc", b"t");
+        index
+            .repositories
+            .upsert(&crate::testing::any_version_warehouse("p", "w", "h/app"));
         let metrics = Metrics::new();
         let refresher = Refresher::new(
             Arc::new(patcher.clone()),
