@@ -111,6 +111,37 @@ async fn idle_h2_connections_are_closed_whether_they_ping_or_not() {
 }
 
 #[tokio::test]
+async fn a_tls_connection_that_never_finishes_its_handshake_is_closed() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "server");
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+    let app = env
+        .start_app(&[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--header-read-timeout",
+            "2s",
+        ])
+        .await;
+    // Nothing at all, and the first bytes of a ClientHello then nothing.
+    let silent = TcpStream::connect(app.listen_addr).await.unwrap();
+    let mut partial = TcpStream::connect(app.listen_addr).await.unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    let took = all_closed(vec![silent, partial], Duration::from_secs(2 + 5)).await;
+    println!("abuse: TLS connections with no complete handshake closed after {took:?}");
+    assert!(app
+        .metrics_text()
+        .contains(r#"connections_closed_total{listener="webhook",end="header_timeout"} 2"#));
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn slow_headers_and_slow_bodies_are_cut_off_at_their_deadlines() {
     let (_env, path, app) = one_tenant(TOKEN_A, 0, &["--header-read-timeout", "2s"]).await;
     // A head sent a byte every 100 ms never completes: closed at 2 s.

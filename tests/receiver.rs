@@ -861,15 +861,6 @@ async fn tls_is_served_and_a_rotated_certificate_is_picked_up() {
 }
 
 /// A fresh self-signed pair for `localhost` in `dir` (rcgen): (cert, key) paths.
-fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    (cert, key)
-}
-
 /// POSTs a push over TLS trusting only `ca`; (status, body) or an error.
 async fn tls_post(
     addr: SocketAddr,
