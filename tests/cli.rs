@@ -72,8 +72,8 @@ async fn each_bad_value_gets_one_line_naming_the_flag() {
             "'--refresh-concurrency <REFRESH_CONCURRENCY>': must be at least 1",
         ),
         (
-            &["--request-timeout", "0s"],
-            "'--request-timeout <REQUEST_TIMEOUT>': must be above zero",
+            &["--answer-deadline", "0s"],
+            "'--answer-deadline <ANSWER_DEADLINE>': must be above zero",
         ),
     ];
     for (extra, want) in cases {

@@ -120,8 +120,11 @@ fn main() -> ExitCode {
         Command::Run(config) => {
             init_logging(config.log_format);
             runtime().map_err(BoxError::from).and_then(|rt| {
-                rt.block_on(kargo_harbor_receiver::run(*config))
-                    .map_err(Into::into)
+                let result = rt.block_on(kargo_harbor_receiver::run(*config));
+                // Blocking work left over (a DNS lookup of an API server that
+                // never answers) must not hold the exit: `run` is bounded already.
+                rt.shutdown_timeout(std::time::Duration::from_secs(1));
+                result.map_err(Into::into)
             })
         }
         Command::Explain(args) => runtime().map_err(BoxError::from).and_then(|rt| {

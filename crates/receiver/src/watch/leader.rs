@@ -66,15 +66,28 @@ impl LeaseConfig {
     }
 }
 
-/// The identity to use when none is configured: the host name (the pod name
-/// in Kubernetes), else a process-unique fallback.
+/// The identity to use when none is configured (`--identity`/`POD_NAME`):
+/// the host name plus a random suffix. The host name alone is not unique:
+/// two processes on one host, or `hostNetwork` pods on one node, share it,
+/// and two replicas with one identity would both believe they lead.
 pub fn default_identity() -> String {
-    std::env::var("HOSTNAME")
+    let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("kargo-harbor-receiver-{}", std::process::id()))
+        .unwrap_or_else(|| crate::NAME.to_owned());
+    with_random_suffix(&host)
+}
+
+/// `base` plus `-` and 8 random lowercase letters and digits.
+fn with_random_suffix(base: &str) -> String {
+    let suffix: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .filter(char::is_ascii)
+        .map(|c| c.to_ascii_lowercase())
+        .take(8)
+        .collect();
+    format!("{base}-{suffix}")
 }
 
 /// This replica's view of the election, shared with the controller.
@@ -358,6 +371,18 @@ mod tests {
     }
 
     #[test]
+    fn default_identities_differ_even_on_one_host() {
+        let a = default_identity();
+        let b = default_identity();
+        assert_ne!(a, b);
+        let suffix = a.rsplit('-').next().unwrap();
+        assert_eq!(suffix.len(), 8, "{a}");
+        assert!(suffix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+
+    #[test]
     fn leadership_is_fenced_in_time() {
         let l = Leadership::new();
         let mut rx = l.subscribe();
@@ -376,16 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn releasing_against_a_silent_api_server_gives_up_in_time() {
-        // Accepts connections and never answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let silent = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let client = Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let (client, silent) = crate::testing::silent_api_server().await;
         let api: Api<Lease> = Api::namespaced(client, "n");
         let config = LeaseConfig {
             name: "l".into(),
