@@ -43,6 +43,7 @@ fn index() -> Index {
                 scope: scope.clone(),
                 name: "harbor-wh-receiver".into(),
                 token: TokenDigest::of(TOKEN),
+                grace_until: None,
             },
         }],
     );

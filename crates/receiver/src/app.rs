@@ -72,6 +72,7 @@ pub(crate) fn watch_settings(config: &Config) -> WatchSettings {
         watch_namespaces: config.watch_namespaces.clone(),
         secret_resync: config.secret_resync,
         resync_interval: config.resync_interval,
+        rotation_grace_period: config.rotation_grace_period,
         lease: LeaseConfig {
             name: config.lease_name.clone(),
             namespace: config.lease_namespace.clone(),

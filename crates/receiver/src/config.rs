@@ -99,6 +99,12 @@ pub struct Config {
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub resync_interval: Duration,
 
+    /// After a receiver's auth header changes, how long its previous path
+    /// and token stay accepted (Harbor's queued retries come up to ~3 min
+    /// after an event); 0 disables.
+    #[arg(long, env = "ROTATION_GRACE_PERIOD", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub rotation_grace_period: Duration,
+
     /// Name of the coordination.k8s.io/v1 Lease used for leader election.
     #[arg(long, env = "LEASE_NAME", default_value = "kargo-harbor-receiver")]
     pub lease_name: String,

@@ -212,6 +212,9 @@ pub struct RequestMetrics {
     pub duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     /// Webhook requests being handled.
     pub in_flight: Gauge,
+    /// Webhook requests that came in on a rotated receiver's previous path
+    /// during its grace period, by project, receiver and outcome.
+    pub grace_period: Family<RequestLabels, Counter>,
 }
 
 /// Metrics of the refresher.
@@ -312,6 +315,7 @@ impl Metrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(histogram),
             in_flight: Gauge::default(),
+            grace_period: Family::default(),
         };
         let refresh = RefreshMetrics::default();
         let controller = ControllerMetrics::default();
@@ -376,6 +380,11 @@ impl Metrics {
             "webhook_requests_in_flight",
             "Webhook requests being handled",
             requests.in_flight.clone(),
+        );
+        r.register(
+            "webhook_grace_period_requests",
+            "Webhook requests on a rotated receiver's previous path, in its grace period",
+            requests.grace_period.clone(),
         );
         r.register(
             "warehouse_refreshes",

@@ -62,6 +62,7 @@ pub fn register_receiver(routes: &RouteTable, project: &str, path: &str, token: 
                 scope: scope.clone(),
                 name: "recv".into(),
                 token: TokenDigest::of(token),
+                grace_until: None,
             },
         }],
     );

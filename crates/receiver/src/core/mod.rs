@@ -6,12 +6,14 @@
 //! - [`repository`]: repository normalisation, as Kargo computes its keys;
 //! - [`tags`]: would Kargo consider a pushed tag for a subscription;
 //! - [`token`]: auth-header verification against a digest;
+//! - [`rotation`]: which previous paths a rotation leaves accepted, until when;
 //! - [`status`]: the ProjectConfig/ClusterConfig status we want, and the
 //!   patch that gets there.
 
 pub mod harbor;
 pub mod receiver_path;
 pub mod repository;
+pub mod rotation;
 pub(crate) mod status;
 pub mod tags;
 pub mod token;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::leader::Leadership;
 use super::reconcile::{error_policy, reconcile};
+use super::rotations::Rotations;
 use super::secrets::SecretReader;
 use super::{SecretKey, WatchSettings};
 use crate::index::{RouteTable, Scope};
@@ -130,6 +131,8 @@ pub struct Shared {
     pub leadership: Arc<Leadership>,
     /// Where the receivers' routes go.
     pub routes: Arc<RouteTable>,
+    /// Grace periods of rotated receivers.
+    pub rotations: Arc<Rotations>,
     /// Metrics.
     pub metrics: ControllerMetrics,
     /// Events on configs.
@@ -284,6 +287,7 @@ impl<K: ConfigResource> Context<K> {
     fn drop_routes(&self, scope: &Scope) {
         self.shared.routes.replace(scope, Vec::new());
         self.shared.secrets.retain(scope, &[]);
+        self.shared.rotations.forget(scope);
     }
 
     /// Counts a failure of `obj`; returns how many in a row.
@@ -440,6 +444,7 @@ pub(super) mod tests {
                 settings.base_url.clone(),
                 Default::default(),
             )),
+            rotations: Arc::new(Rotations::new(settings.rotation_grace_period)),
             settings: Arc::new(settings),
             leadership: Arc::new(Leadership::new()),
             routes,
@@ -482,6 +487,7 @@ pub(super) mod tests {
                 scope: scope.clone(),
                 name: "r".into(),
                 token: TokenDigest::of(b"t"),
+                grace_until: None,
             },
         }
     }

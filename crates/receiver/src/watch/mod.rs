@@ -10,6 +10,8 @@
 //! - [`reconcile`]: the reconcile of one config: resolve its receivers →
 //!   publish their routes → report status and Events.
 //! - [`report`]: status patches and Events (leader only).
+//! - [`rotations`]: previous paths of rotated receivers, accepted for the
+//!   grace period.
 //! - [`leader`]: the Lease; becoming leader triggers every config, so a new
 //!   leader rewrites whatever status is out of date.
 //!
@@ -22,6 +24,7 @@ pub mod configs;
 pub mod leader;
 pub mod reconcile;
 pub mod report;
+pub mod rotations;
 pub mod secrets;
 pub mod warehouses;
 
@@ -47,6 +50,7 @@ use crate::health::Health;
 use crate::index::{RepositoryIndex, RouteTable};
 use crate::metrics::ControllerMetrics;
 use leader::{Leadership, LeaseConfig};
+use rotations::Rotations;
 use secrets::{SecretReader, SecretStores};
 
 /// Errors that stop the controller for good.
@@ -72,6 +76,8 @@ pub struct WatchSettings {
     pub secret_resync: Duration,
     /// Periodic full reconcile.
     pub resync_interval: Duration,
+    /// How long a rotated receiver's previous path stays accepted.
+    pub rotation_grace_period: Duration,
     /// Leader election.
     pub lease: LeaseConfig,
 }
@@ -160,6 +166,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         secrets,
         leadership,
         routes,
+        rotations: Arc::new(Rotations::new(settings.rotation_grace_period)),
         metrics,
         recorder,
     };

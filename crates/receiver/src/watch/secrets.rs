@@ -323,6 +323,7 @@ impl SecretReader {
                         scope: wanted.scope.clone(),
                         name,
                         token,
+                        grace_until: None,
                     },
                 }),
                 error,
