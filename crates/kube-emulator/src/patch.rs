@@ -185,7 +185,16 @@ pub fn json_patch(target: &Value, ops: &Value) -> Result<Value, String> {
             }
             "test" => {
                 let v = value()?;
-                if get_at(&doc, &toks) != Some(&v) {
+                let found = get_at(&doc, &toks);
+                // As the API server's evanphx/json-patch: a missing member
+                // of an existing object tests equal to null (kube-rs's
+                // finalizer helper adds the first finalizer that way).
+                let missing_is_null = found.is_none()
+                    && v.is_null()
+                    && toks
+                        .split_last()
+                        .is_some_and(|(_, parent)| get_at(&doc, parent).is_some());
+                if found != Some(&v) && !missing_is_null {
                     return Err(format!("testing value {path} failed"));
                 }
             }
@@ -275,6 +284,30 @@ mod tests {
         let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
         merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
         assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+    }
+
+    #[test]
+    fn a_missing_member_tests_equal_to_null_as_on_a_real_api_server() {
+        let doc = json!({"metadata": {"name": "x"}});
+        let ops = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}
+        ]);
+        assert_eq!(
+            json_patch(&doc, &ops).unwrap(),
+            json!({"metadata": {"name": "x", "finalizers": ["f"]}})
+        );
+        // Not when the member's parent is missing too, nor for another value.
+        assert!(json_patch(
+            &doc,
+            &json!([{"op": "test", "path": "/spec/x", "value": null}])
+        )
+        .is_err());
+        assert!(json_patch(
+            &doc,
+            &json!([{"op": "test", "path": "/metadata/f", "value": []}])
+        )
+        .is_err());
     }
 
     #[test]
