@@ -35,6 +35,7 @@ use crate::refresh::{KubePatcher, RefreshSettings, Refresher};
 use crate::request::{Handler, RequestContext, WebhookService};
 use crate::tls::{self, TlsError};
 use crate::watch::leader::LeaseConfig;
+use crate::watch::registrations::RegistrationSettings;
 use crate::watch::{self, WatchError, WatchParts, WatchSettings};
 
 /// Capacity of the Warehouse Event queue; Events beyond it are dropped.
@@ -73,6 +74,10 @@ pub(crate) fn watch_settings(config: &Config) -> WatchSettings {
         secret_resync: config.secret_resync,
         resync_interval: config.resync_interval,
         rotation_grace_period: config.rotation_grace_period,
+        registrations: config.registrations.then_some(RegistrationSettings {
+            resync: config.registration_resync,
+            harbor_timeout: config.harbor_timeout,
+        }),
         lease: LeaseConfig {
             name: config.lease_name.clone(),
             namespace: config.lease_namespace.clone(),
@@ -187,6 +192,7 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
             routes: index.routes.clone(),
             repositories: index.repositories.clone(),
             metrics: metrics.controller.clone(),
+            registration_metrics: metrics.registrations.clone(),
             health: health.clone(),
         },
         shutdown.clone(),
@@ -284,13 +290,19 @@ pub const USER_AGENT: &str = concat!("kargo-harbor-receiver/", env!("CARGO_PKG_V
 /// The program's client configuration: `config` (from KUBECONFIG, in-cluster,
 /// or a test's kubeconfig) with [`USER_AGENT`] set on every request. Used by
 /// [`run`] and by the end-to-end tests for the client they hand to [`start`].
-pub fn client_config(mut config: kube::Config) -> kube::Config {
+pub fn client_config(config: kube::Config) -> kube::Config {
+    client_config_as(config, USER_AGENT)
+}
+
+/// `config` with `user_agent` set on every request (the subcommands that
+/// run as the user name themselves apart from the controller).
+pub fn client_config_as(mut config: kube::Config, user_agent: &'static str) -> kube::Config {
     config
         .headers
         .retain(|(name, _)| name != http::header::USER_AGENT);
     config.headers.push((
         http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
+        http::HeaderValue::from_static(user_agent),
     ));
     config
 }

@@ -23,8 +23,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller and the webhook server.
     Run(Box<Config>),
-    /// Print the project's own CRDs (for clusters without Kargo) as YAML.
+    /// Print the CRDs as YAML: HarborWebhookRegistration (always needed
+    /// with --registrations) and Kargo's three (for clusters without Kargo).
     Crds,
+    /// Show the last webhook deliveries Harbor recorded for a
+    /// HarborWebhookRegistration's policies (uses KUBECONFIG).
+    Deliveries(crate::deliveries::DeliveriesArgs),
 }
 
 /// How Secrets referenced by receivers are observed.
@@ -104,6 +108,20 @@ pub struct Config {
     /// after an event); 0 disables.
     #[arg(long, env = "ROTATION_GRACE_PERIOD", default_value = "5m", value_parser = humantime::parse_duration)]
     pub rotation_grace_period: Duration,
+
+    /// Run the HarborWebhookRegistration controller (needs its CRD; see
+    /// `kargo-harbor-receiver crds`).
+    #[arg(long, env = "REGISTRATIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub registrations: bool,
+
+    /// How often each registration is compared with Harbor, repairing
+    /// edits made there (drift).
+    #[arg(long, env = "REGISTRATION_RESYNC", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub registration_resync: Duration,
+
+    /// Timeout of each Harbor API request of the registration controller.
+    #[arg(long, env = "HARBOR_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub harbor_timeout: Duration,
 
     /// Name of the coordination.k8s.io/v1 Lease used for leader election.
     #[arg(long, env = "LEASE_NAME", default_value = "kargo-harbor-receiver")]

@@ -27,10 +27,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds => {
-            for crd in kargo_api::crds() {
+            for crd in kargo_harbor_receiver::crds() {
                 let yaml = serde_yaml::to_string(&crd).context("serialising a CRD")?;
                 print!("---\n{yaml}");
             }
+            Ok(())
+        }
+        Command::Deliveries(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime.block_on(kargo_harbor_receiver::deliveries::run(args))?;
+            print!("{report}");
             Ok(())
         }
         Command::Run(config) => {

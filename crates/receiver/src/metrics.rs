@@ -122,6 +122,33 @@ pub enum RefreshOutcome {
     Failed,
 }
 
+/// How a HarborWebhookRegistration reconcile ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RegistrationResult {
+    /// Every project's policy is as declared.
+    Synced,
+    /// Harbor was asked; some project is not as declared.
+    NotSynced,
+    /// Harbor was not asked: the receiver or the credentials are unusable.
+    Blocked,
+    /// A Kubernetes API error; retried with backoff.
+    Error,
+}
+
+/// Labels naming a registration reconcile's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// The result.
+    pub result: RegistrationResult,
+}
+
+/// Labels naming a webhook policy write.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// `create`, `update` or `delete`.
+    pub action: &'static str,
+}
+
 /// Labels of refresh metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefreshLabels {
@@ -169,6 +196,12 @@ snake_case_label_values! {
         UnsupportedEvent => "unsupported_event",
         RefreshFailed => "refresh_failed",
         Timeout => "timeout",
+    }
+    RegistrationResult {
+        Synced => "synced",
+        NotSynced => "not_synced",
+        Blocked => "blocked",
+        Error => "error",
     }
     RefreshOutcome {
         Patched => "patched",
@@ -280,6 +313,17 @@ impl ControllerMetrics {
     }
 }
 
+/// Metrics of the HarborWebhookRegistration controller.
+#[derive(Clone, Default)]
+pub struct RegistrationMetrics {
+    /// Reconciles by result.
+    pub reconciles: Family<ResultLabels, Counter>,
+    /// Failed Harbor API calls by error kind.
+    pub harbor_errors: Family<ErrorLabels, Counter>,
+    /// Webhook policies created, updated and deleted in Harbor.
+    pub policy_writes: Family<WriteLabels, Counter>,
+}
+
 /// Index sizes, set from the index when scraped.
 #[derive(Clone, Default)]
 struct IndexGauges {
@@ -298,6 +342,8 @@ pub struct Metrics {
     pub refresh: RefreshMetrics,
     /// The controller's.
     pub controller: ControllerMetrics,
+    /// The registration controller's.
+    pub registrations: RegistrationMetrics,
     index: IndexGauges,
 }
 
@@ -319,6 +365,7 @@ impl Metrics {
         };
         let refresh = RefreshMetrics::default();
         let controller = ControllerMetrics::default();
+        let registrations = RegistrationMetrics::default();
         let index = IndexGauges::default();
         let r = &mut registry;
         r.register(
@@ -406,11 +453,27 @@ impl Metrics {
             "Warehouse Events dropped because their queue was full",
             refresh.events_dropped.clone(),
         );
+        r.register(
+            "registration_reconciles",
+            "HarborWebhookRegistration reconciles by result",
+            registrations.reconciles.clone(),
+        );
+        r.register(
+            "harbor_api_errors",
+            "Failed Harbor API calls by error kind",
+            registrations.harbor_errors.clone(),
+        );
+        r.register(
+            "harbor_policy_writes",
+            "Webhook policies created, updated and deleted in Harbor",
+            registrations.policy_writes.clone(),
+        );
         Self {
             registry,
             requests,
             refresh,
             controller,
+            registrations,
             index,
         }
     }

@@ -385,7 +385,7 @@ fn secret_triggers<K: ConfigResource>(
 }
 
 /// `()` each time this replica becomes leader.
-fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
+pub(super) fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
     stream::unfold(leadership.subscribe(), |mut rx| async move {
         loop {
             rx.changed().await.ok()?;
@@ -398,7 +398,8 @@ fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
     .boxed()
 }
 
-async fn log_result<K, E1, E2>(
+/// Logs what a controller's run yields (failures were logged already).
+pub(super) async fn log_result<K, E1, E2>(
     result: Result<
         (ObjectRef<K>, kube::runtime::controller::Action),
         kube::runtime::controller::Error<E1, E2>,

@@ -43,6 +43,23 @@ use crate::index::{ReceiverEntry, Route, Scope};
 /// The key holding the Harbor auth header.
 pub const AUTH_HEADER_KEY: &str = "auth-header";
 
+/// The value of `key` in a Secret: `data`, else `stringData` (which the
+/// API server folds into `data`; a test double may not).
+pub fn secret_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.as_slice())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(String::as_bytes)
+        })
+}
+
 /// Metadata stores of the Secret watches: `None` key = cluster-wide.
 #[derive(Clone, Default)]
 pub struct SecretStores {
@@ -268,19 +285,7 @@ impl SecretReader {
     }
 
     fn derive(&self, wanted: &Wanted<'_>, label: &str, secret: &Secret) -> Derived {
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(AUTH_HEADER_KEY))
-            .map(|b| b.0.as_slice())
-            .or_else(|| {
-                secret
-                    .string_data
-                    .as_ref()
-                    .and_then(|d| d.get(AUTH_HEADER_KEY))
-                    .map(String::as_bytes)
-            });
-        match value {
+        match secret_value(secret, AUTH_HEADER_KEY) {
             None => Derived::NotReady {
                 reason: REASON_SECRET_KEY_MISSING,
                 message: format!(
