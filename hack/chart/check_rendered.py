@@ -14,7 +14,8 @@ rendered here in memory with the same Helm (hack/chart/helm.py). Checks:
 - RBAC is exactly the expected rule set for each Secret access mode and scope,
   every Role/ClusterRole is bound to the Deployment's ServiceAccount and to
   nothing else;
-- Service/ServiceMonitor/Ingress/PDB wiring, the CRDs equal files/crds.yaml;
+- Service/ServiceMonitor/Ingress/PDB wiring, the CRDs equal files/crds.yaml
+  (ours by default, Kargo's only with crds.install);
 - invalid values are refused by values.schema.json and a missing baseURL by
   the template's own `required` message.
 
@@ -159,9 +160,14 @@ def rule_set(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str, str, t
     return out
 
 
-def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lease: str):
+def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lease: str, registrations: bool = True):
     K = "kargo.akuity.io"
+    R = "kargo-harbor-receiver.io"
     rules = set()
+    if registrations:
+        for v in ("list", "watch", "patch"):
+            rules.add(("ClusterRole", "", R, "harborwebhookregistrations", v, ()))
+        rules.add(("ClusterRole", "", R, "harborwebhookregistrations/status", "patch", ()))
     for res in ("projectconfigs", "clusterconfigs", "warehouses"):
         for v in ("get", "list", "watch"):
             rules.add(("ClusterRole", "", K, res, v, ()))
@@ -182,10 +188,11 @@ def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lea
     return rules
 
 
-def check_rbac(docs: list[dict[str, Any]], label: str, *, secret_access: str, secret_namespaces: list[str], lease: str) -> None:
+def check_rbac(docs: list[dict[str, Any]], label: str, *, secret_access: str, secret_namespaces: list[str], lease: str,
+               registrations: bool = True) -> None:
     """The exact rule set, and the bindings; tests/chart.rs checks the program's requests against it."""
     verbs = ["get"] if secret_access == "get" else ["get", "list", "watch"]
-    want = expected_rules(secret_verbs=verbs, secret_namespaces=secret_namespaces, lease=lease)
+    want = expected_rules(secret_verbs=verbs, secret_namespaces=secret_namespaces, lease=lease, registrations=registrations)
     got = rule_set(docs)
     expect(got == want, f"{label}: RBAC rules differ; extra {sorted(got - want)}, missing {sorted(want - got)}")
     for d in docs:
@@ -245,8 +252,12 @@ def check_default(docs: list[dict[str, Any]]) -> None:
     pdb = one(docs, "PodDisruptionBudget")
     expect(pdb["spec"]["minAvailable"] == 1, "default: PDB minAvailable 1")
     expect(pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(), "default: PDB selects the pods")
-    for kind in ("Ingress", "ServiceMonitor", "CustomResourceDefinition"):
+    for kind in ("Ingress", "ServiceMonitor"):
         expect(kind not in kinds(docs), f"default: no {kind}")
+    crds = [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"]
+    expect(crds == ["harborwebhookregistrations.kargo-harbor-receiver.io"],
+           f"default: only our own CRD, not Kargo's ({crds})")
+    expect(env.get("REGISTRATIONS") == "true", "default: REGISTRATIONS true")
     check_rbac(docs, label, secret_access="watch", secret_namespaces=[], lease=FULLNAME)
 
 
@@ -319,6 +330,13 @@ def check_variants(chart: str) -> None:
     rule = one(docs, "Ingress")["spec"]["rules"][0]
     expect(rule["host"] == "kargo.example.com" and rule["http"]["paths"][0]["path"] == "/", "ingress: host without port, path / by default")
     expect("tls" not in one(docs, "Ingress")["spec"], "ingress: no TLS unless asked")
+
+    docs = render(chart, {**base, "registration": {"enabled": False}, "crds": {"installRegistration": False}})
+    check_rbac(docs, "registration.enabled=false", secret_access="watch", secret_namespaces=[], lease=FULLNAME,
+               registrations=False)
+    expect("CustomResourceDefinition" not in kinds(docs), "crds.installRegistration=false: no CRD")
+    env = {e["name"]: e.get("value") for e in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    expect(env.get("REGISTRATIONS") == "false", "registration.enabled=false: REGISTRATIONS false")
 
     docs = render(chart, {**base, "crds": {"install": True, "keep": False}})
     for d in docs:
