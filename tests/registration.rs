@@ -662,3 +662,84 @@ async fn the_deliveries_subcommand_shows_what_harbor_recorded() {
         assert!(!stdout.contains(secret));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_config_receiver_is_registered_too() {
+    let w = world(&[]).await;
+    create_namespace(&w.env.client, "kargo-system-resources").await;
+    put_auth_secret(
+        &w.env.client,
+        "kargo-system-resources",
+        SECRET,
+        "cluster-token",
+    )
+    .await;
+    apply_cluster_config(
+        &w.env.client,
+        vec![harbor_receiver("cluster-receiver", SECRET)],
+    )
+    .await;
+    let mut spec = registration_spec(
+        &w.harbor.url(),
+        &[HARBOR_PROJECT],
+        CREDENTIALS,
+        "cluster-receiver",
+    );
+    spec["receiver"]["config"] = json!("ClusterConfig");
+    apply_registration(&w.env.client, NS, REGISTRATION, spec).await;
+    w.wait_ready("True", "Synced").await;
+    let path = kargo_harbor_receiver::core::receiver_path::receiver_path(
+        &kargo_harbor_receiver::core::receiver_path::BaseUrl::parse(&w.base_url).unwrap(),
+        "",
+        "cluster-receiver",
+        "cluster-token",
+    );
+    let p = w.wait_policy("the policy", |_| true).await;
+    assert_eq!(p.targets[0].address, format!("{}{path}", w.base_url));
+    assert_eq!(p.targets[0].auth_header, "cluster-token");
+    // A ClusterConfig receiver reaches the Warehouses of every project.
+    let before = w.refresh_value().await;
+    assert_eq!(w.push("1.2.3").await, (Status::Success, 1));
+    w.wait_refresh_after(before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_registers_as_its_comments_say() {
+    let w = world(&[]).await;
+    // examples/30-harbor-registration.yaml, pointed at this test's Harbor
+    // (the file names the demo's).
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/30-harbor-registration.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains("url: http://127.0.0.1:18088"));
+    let text = text.replace("http://127.0.0.1:18088", &w.harbor.url());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let out = tokio::process::Command::new("kubectl")
+        .args(["apply", "-f"])
+        .arg(file.path())
+        .env("KUBECONFIG", w.env.emulator.kubeconfig_path())
+        .output()
+        .await
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(DEADLINE, "the example registration ready", || async {
+        let s = registration_status(&w.env.client, NS, "harbor").await;
+        s.as_ref()
+            .and_then(ready)
+            .is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let policies = w.harbor.policies(Some(HARBOR_PROJECT));
+    assert_eq!(policies.len(), 1);
+    assert_eq!(
+        policies[0].name, "kargo-kargo-demo-harbor",
+        "the default name the comment gives"
+    );
+}
