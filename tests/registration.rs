@@ -95,7 +95,17 @@ async fn world(extra: &[&str]) -> World {
 
 impl World {
     async fn register(&self, projects: &[&str]) -> HarborWebhookRegistration {
-        let spec = registration_spec(&self.harbor.url(), projects, CREDENTIALS, RECEIVER);
+        self.register_with(projects, json!({})).await
+    }
+
+    /// Registers [`RECEIVER`] in `projects` with these `spec.policy` settings.
+    async fn register_with(
+        &self,
+        projects: &[&str],
+        policy: serde_json::Value,
+    ) -> HarborWebhookRegistration {
+        let mut spec = registration_spec(&self.harbor.url(), projects, CREDENTIALS, RECEIVER);
+        spec["policy"] = policy;
         apply_registration(&self.env.client, NS, REGISTRATION, spec).await
     }
 
@@ -363,13 +373,8 @@ async fn a_rotation_updates_the_policy_and_harbors_old_url_keeps_working_for_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_in_harbor_is_repaired_at_the_next_resync() {
     let w = world(&["--registration-resync", "1s"]).await;
-    let spec = json!({
-        "receiver": {"name": RECEIVER},
-        "harbor": {"url": w.harbor.url(), "projects": [HARBOR_PROJECT],
-                   "credentialsSecretRef": {"name": CREDENTIALS}},
-        "policy": {"payloadFormat": "CloudEvents"},
-    });
-    apply_registration(&w.env.client, NS, REGISTRATION, spec).await;
+    w.register_with(&[HARBOR_PROJECT], json!({"payloadFormat": "CloudEvents"}))
+        .await;
     w.wait_ready("True", "Synced").await;
     let p = w.wait_policy("the policy", |_| true).await;
     assert_eq!(p.targets[0].payload_format, "CloudEvents");
@@ -456,13 +461,8 @@ async fn a_policy_with_our_name_that_we_did_not_create_is_left_alone() {
     let p = &w.harbor.policies(Some(HARBOR_PROJECT))[0];
     assert_eq!((p.description.as_str(), p.enabled), ("made by hand", false));
     // Renaming ours resolves it.
-    let spec = json!({
-        "receiver": {"name": RECEIVER},
-        "harbor": {"url": w.harbor.url(), "projects": [HARBOR_PROJECT],
-                   "credentialsSecretRef": {"name": CREDENTIALS}},
-        "policy": {"name": "kargo-demo-webhook"},
-    });
-    apply_registration(&w.env.client, NS, REGISTRATION, spec).await;
+    w.register_with(&[HARBOR_PROJECT], json!({"name": "kargo-demo-webhook"}))
+        .await;
     w.wait_ready("True", "Synced").await;
     assert_eq!(w.harbor.policies(Some(HARBOR_PROJECT)).len(), 2);
 }

@@ -16,6 +16,7 @@ use harbor_registration_api::HarborWebhookRegistration;
 use kube::Api;
 use thiserror::Error;
 
+use crate::harbor_api::error::shortened;
 use crate::harbor_api::{Execution, HarborClient, HarborError, Task};
 use crate::watch::registrations::{harbor_client, policy_name, Blocker, HarborClientError};
 
@@ -105,16 +106,7 @@ pub fn log_error(log: &str) -> Option<String> {
         .rev()
         .find(|l| l.to_ascii_lowercase().contains("error"))?;
     let message = line.split_once("]: ").map_or(line, |(_, m)| m).trim();
-    let mut message = message.to_owned();
-    if message.len() > 300 {
-        let mut cut = 300;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push('…');
-    }
-    Some(message)
+    Some(shortened(message.to_owned(), 300))
 }
 
 /// The report, as printed.

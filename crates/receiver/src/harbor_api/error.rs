@@ -163,15 +163,21 @@ pub(super) fn harbor_message(body: &[u8], secrets: &[&str]) -> String {
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         message = message.replace(secret, "<redacted>");
     }
-    if message.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE;
-        while !message.is_char_boundary(cut) {
+    shortened(message, MAX_MESSAGE)
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), `…` marking
+/// the cut.
+pub(crate) fn shortened(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        message.truncate(cut);
-        message.push('…');
+        text.truncate(cut);
+        text.push('…');
     }
-    message
+    text
 }
 
 #[cfg(test)]
