@@ -3,7 +3,8 @@
 use serde_json::{json, Value};
 
 /// An API error, rendered as a `Status` object (`kind: Status`, `status: Failure`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
 pub struct ApiError {
     /// HTTP status code (also `Status.code`).
     pub code: u16,

@@ -17,6 +17,7 @@
 pub mod discovery;
 pub mod errors;
 pub mod faults;
+pub mod object;
 pub mod patch;
 pub mod protobuf;
 pub mod requests;
@@ -26,7 +27,6 @@ pub mod selectors;
 mod server;
 pub mod store;
 pub mod table;
-pub mod util;
 mod watch;
 
 use std::net::SocketAddr;
@@ -135,28 +135,33 @@ pub fn kargo_crd_dir() -> PathBuf {
     ))
 }
 
-fn create_or_update(store: &mut store::Store, obj: Value) -> anyhow::Result<()> {
+/// The type an object's `apiVersion` and `kind` name, and the namespace it goes to (its
+/// own, else `default` for a namespaced type).
+fn destination(
+    store: &store::Store,
+    obj: &Value,
+) -> Option<(resources::ResourceType, Option<String>)> {
     let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-    let (group, version) = match av.split_once('/') {
-        Some((g, v)) => (g, v),
-        None => ("", av),
-    };
-    let rt = store
-        .types()
-        .iter()
-        .find(|t| t.group == group && t.version == version && t.kind == kind)
-        .cloned()
-        .with_context(|| format!("unknown kind {kind} in {av}"))?;
-    let ns = util::meta_str(&obj, "namespace")
+    let rt = store.resolve_kind(av, kind)?.clone();
+    let ns = object::meta_str(obj, "namespace")
         .map(str::to_string)
         .or_else(|| rt.namespaced.then(|| "default".to_string()));
-    let name = util::meta_str(&obj, "name").unwrap_or("").to_string();
+    Some((rt, ns))
+}
+
+fn create_or_update(store: &mut store::Store, obj: Value) -> anyhow::Result<()> {
+    let Some((rt, ns)) = destination(store, &obj) else {
+        let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        anyhow::bail!("unknown kind {kind} in {av}");
+    };
+    let name = object::meta_str(&obj, "name").unwrap_or("").to_string();
     match store.create(&rt, ns.as_deref(), obj.clone()) {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => {
             let mut o = obj;
-            util::meta_mut(&mut o).remove("resourceVersion");
+            object::meta_mut(&mut o).remove("resourceVersion");
             store
                 .update(&rt, ns.as_deref(), &name, o, None)
                 .map(|_| ())
@@ -164,6 +169,61 @@ fn create_or_update(store: &mut store::Store, obj: Value) -> anyhow::Result<()> 
         }
         Err(e) => Err(anyhow::anyhow!("{}: {}", name, e.message)),
     }
+}
+
+/// Why [`Handle::create_many`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The object's `apiVersion` and `kind` name no served type.
+    #[error("object {index}: unknown kind {kind:?} in {api_version:?}")]
+    UnknownKind {
+        /// Position of the object in the input.
+        index: usize,
+        /// Its `apiVersion`.
+        api_version: String,
+        /// Its `kind`.
+        kind: String,
+    },
+    /// The object was rejected as a POST of it would be (409 AlreadyExists, 422
+    /// Invalid, 404 for a missing namespace, ...).
+    #[error("object {index} ({name:?}): {source}")]
+    Rejected {
+        /// Position of the object in the input.
+        index: usize,
+        /// Its `metadata.name` (`""` when it has none).
+        name: String,
+        /// The answer a POST would have had.
+        source: Box<ApiError>,
+    },
+}
+
+/// Objects created per lock of the store by [`Handle::create_many`]: requests are
+/// served between batches.
+const CREATE_BATCH: usize = 1000;
+
+fn create_one(store: &mut store::Store, index: usize, obj: Value) -> Result<(), CreateError> {
+    let Some((rt, ns)) = destination(store, &obj) else {
+        let field = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        return Err(CreateError::UnknownKind {
+            index,
+            api_version: field("apiVersion"),
+            kind: field("kind"),
+        });
+    };
+    let name = object::meta_str(&obj, "name").unwrap_or("").to_string();
+    store
+        .create(&rt, ns.as_deref(), obj)
+        .map(|_| ())
+        .map_err(|e| CreateError::Rejected {
+            index,
+            name,
+            source: Box::new(e),
+        })
+}
+
+/// Lock a mutex; a panic elsewhere while it was held does not poison it for us.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Emulator {
@@ -303,12 +363,18 @@ impl Handle {
         &self.kubeconfig_path
     }
 
-    /// Make the next matching requests fail (see [`Fault`]).
+    /// Make matching requests fail, take longer, or both (see [`Fault`]).
     pub fn inject(&self, fault: Fault) {
         self.shared.faults.add(fault);
     }
 
-    /// Remove all pending faults.
+    /// The faults still pending, with what is left of their counts (a fault used up is
+    /// gone; one that applies [`always`](Fault::always) stays until cleared).
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.shared.faults.pending()
+    }
+
+    /// Remove all pending faults (requests already held by a delay finish as they were).
     pub fn clear_faults(&self) {
         self.shared.faults.clear();
     }
@@ -342,6 +408,29 @@ impl Handle {
     /// Direct access to the store (e.g. to seed objects without HTTP).
     pub fn with_store<R>(&self, f: impl FnOnce(&mut store::Store) -> R) -> R {
         f(&mut self.shared.lock_store())
+    }
+
+    /// Create objects as POSTs of them would (type and name checks, defaults, pruning
+    /// and validation against a CRD's schema, ADDED events for watchers), without HTTP:
+    /// the fast way to seed many objects. Each goes to its `metadata.namespace` (else
+    /// `default` for a namespaced type), which must exist. The store is locked for
+    /// batches of objects, so that requests are served in between. Stops at the first
+    /// object a POST would reject (those before it stay created); returns how many
+    /// objects were created.
+    pub fn create_many<I>(&self, objects: I) -> Result<usize, CreateError>
+    where
+        I: IntoIterator<Item = Value>,
+    {
+        let mut objects = objects.into_iter().enumerate().peekable();
+        let mut created = 0;
+        while objects.peek().is_some() {
+            let mut store = self.shared.lock_store();
+            for (index, obj) in objects.by_ref().take(CREATE_BATCH) {
+                create_one(&mut store, index, obj)?;
+                created += 1;
+            }
+        }
+        Ok(created)
     }
 
     /// Create (or replace) objects from manifest text, like `kubectl apply` of a file.

@@ -1,32 +1,88 @@
-//! Patch formats: JSON merge patch (RFC 7386), JSON patch (RFC 6902), an approximation
-//! of strategic merge patch, and the merge used for server-side apply.
+//! Patch formats: JSON merge patch (RFC 7386) and JSON patch (RFC 6902), both by the
+//! `json-patch` crate, and an approximation of strategic merge patch. (Server-side
+//! apply is the store's: it needs field ownership.)
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// Apply an RFC 7386 JSON merge patch to `target` in place.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
+/// The content types accepted by PATCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/merge-patch+json`
+    Merge,
+    /// `application/json-patch+json`
+    Json,
+    /// `application/strategic-merge-patch+json` (approximated as a merge patch)
+    Strategic,
+    /// `application/apply-patch+yaml` (server-side apply, approximated)
+    Apply,
+}
+
+impl PatchType {
+    /// Parse a Content-Type header.
+    pub fn from_content_type(ct: &str) -> Option<Self> {
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        match mime {
+            "application/merge-patch+json" => Some(PatchType::Merge),
+            "application/json-patch+json" => Some(PatchType::Json),
+            "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                Some(PatchType::Apply)
             }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
+            _ => None,
         }
-        other => *target = other.clone(),
     }
 }
 
+/// Why a JSON patch was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonPatchError {
+    /// The body is not an array of RFC 6902 operations.
+    #[error("invalid JSON patch: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// An operation failed (a `test` did not match, a path does not exist, ...).
+    #[error(transparent)]
+    Apply(#[from] json_patch::PatchError),
+}
+
+/// Apply an RFC 7386 JSON merge patch to `target` in place.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    json_patch::merge(target, patch);
+}
+
+/// Apply an RFC 6902 JSON patch (add, remove, replace, move, copy, test) to a copy of
+/// `target`.
+pub fn json_patch(target: &Value, ops: Value) -> Result<Value, JsonPatchError> {
+    let ops: json_patch::Patch = serde_json::from_value(ops)?;
+    let mut doc = target.clone();
+    // The copy is thrown away on failure, so the crate need not undo partial changes.
+    for op in &ops.0 {
+        if missing_member_tested_null(&doc, op) {
+            continue;
+        }
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op))?;
+    }
+    Ok(doc)
+}
+
+/// Whether `op` tests a member that `doc` lacks (in an object it has)
+/// against `null`: the API server's evanphx/json-patch passes that test,
+/// the `json-patch` crate fails it. kube-rs's finalizer helper adds the
+/// first finalizer with `test /metadata/finalizers == null` and `add`.
+fn missing_member_tested_null(doc: &Value, op: &json_patch::PatchOperation) -> bool {
+    let json_patch::PatchOperation::Test(test) = op else {
+        return false;
+    };
+    let path = test.path.as_str();
+    let parent_is_object = path
+        .rsplit_once('/')
+        .and_then(|(parent, _)| doc.pointer(parent))
+        .is_some_and(Value::is_object);
+    test.value.is_null() && doc.pointer(path).is_none() && parent_is_object
+}
+
 /// Approximate strategic merge patch: directives (`$patch`, `$retainKeys`,
-/// `$setElementOrder/...`, `$deleteFromPrimitiveList/...`) are interpreted minimally
-/// and the rest is applied as a JSON merge patch (lists are replaced, not merged by key).
+/// `$setElementOrder/...`, `$deleteFromPrimitiveList/...`) are dropped and the rest is
+/// applied as a JSON merge patch (lists are replaced, not merged by key).
 pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
     let mut p = patch.clone();
     strip_directives(&mut p);
@@ -43,234 +99,6 @@ fn strip_directives(v: &mut Value) {
         }
         Value::Array(a) => a.iter_mut().for_each(strip_directives),
         _ => {}
-    }
-}
-
-fn unescape(tok: &str) -> String {
-    tok.replace("~1", "/").replace("~0", "~")
-}
-
-fn split_pointer(p: &str) -> Result<Vec<String>, String> {
-    if p.is_empty() {
-        return Ok(vec![]);
-    }
-    let rest = p
-        .strip_prefix('/')
-        .ok_or_else(|| format!("invalid JSON pointer {p:?}"))?;
-    Ok(rest.split('/').map(unescape).collect())
-}
-
-fn get_at<'a>(v: &'a Value, toks: &[String]) -> Option<&'a Value> {
-    let mut cur = v;
-    for t in toks {
-        cur = match cur {
-            Value::Object(m) => m.get(t)?,
-            Value::Array(a) => a.get(t.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-fn parent_mut<'a>(v: &'a mut Value, toks: &[String]) -> Result<&'a mut Value, String> {
-    let mut cur = v;
-    for t in toks {
-        cur = match cur {
-            Value::Object(m) => m
-                .get_mut(t)
-                .ok_or_else(|| format!("path component {t:?} not found"))?,
-            Value::Array(a) => {
-                let i: usize = t.parse().map_err(|_| format!("invalid index {t:?}"))?;
-                a.get_mut(i)
-                    .ok_or_else(|| format!("index {i} out of range"))?
-            }
-            _ => return Err(format!("cannot traverse into scalar at {t:?}")),
-        };
-    }
-    Ok(cur)
-}
-
-fn add(doc: &mut Value, toks: &[String], val: Value) -> Result<(), String> {
-    let Some((last, parent)) = toks.split_last() else {
-        *doc = val;
-        return Ok(());
-    };
-    match parent_mut(doc, parent)? {
-        Value::Object(m) => {
-            m.insert(last.clone(), val);
-            Ok(())
-        }
-        Value::Array(a) => {
-            if last == "-" {
-                a.push(val);
-                return Ok(());
-            }
-            let i: usize = last
-                .parse()
-                .map_err(|_| format!("invalid index {last:?}"))?;
-            if i > a.len() {
-                return Err(format!("index {i} out of range"));
-            }
-            a.insert(i, val);
-            Ok(())
-        }
-        _ => Err("cannot add to a scalar".into()),
-    }
-}
-
-fn remove(doc: &mut Value, toks: &[String]) -> Result<Value, String> {
-    let (last, parent) = toks
-        .split_last()
-        .ok_or_else(|| "cannot remove the whole document".to_string())?;
-    match parent_mut(doc, parent)? {
-        Value::Object(m) => m
-            .remove(last)
-            .ok_or_else(|| format!("path {last:?} not found")),
-        Value::Array(a) => {
-            let i: usize = last
-                .parse()
-                .map_err(|_| format!("invalid index {last:?}"))?;
-            if i >= a.len() {
-                return Err(format!("index {i} out of range"));
-            }
-            Ok(a.remove(i))
-        }
-        _ => Err("cannot remove from a scalar".into()),
-    }
-}
-
-/// Apply an RFC 6902 JSON patch (add, remove, replace, move, copy, test).
-pub fn json_patch(target: &Value, ops: &Value) -> Result<Value, String> {
-    let ops = ops
-        .as_array()
-        .ok_or_else(|| "json patch must be an array of operations".to_string())?;
-    let mut doc = target.clone();
-    for op in ops {
-        let name = op
-            .get("op")
-            .and_then(Value::as_str)
-            .ok_or_else(|| "operation missing op field".to_string())?;
-        let path = op
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| "operation missing path field".to_string())?;
-        let toks = split_pointer(path)?;
-        let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| format!("operation {name} missing value field"))
-        };
-        let from = || -> Result<Vec<String>, String> {
-            split_pointer(
-                op.get("from")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| format!("operation {name} missing from field"))?,
-            )
-        };
-        match name {
-            "add" => add(&mut doc, &toks, value()?)?,
-            "remove" => {
-                remove(&mut doc, &toks)?;
-            }
-            "replace" => {
-                if toks.is_empty() {
-                    doc = value()?;
-                } else {
-                    let v = value()?;
-                    let slot = parent_mut(&mut doc, &toks).map_err(|_| {
-                        format!("replace operation does not apply: doc is missing key: {path}")
-                    })?;
-                    *slot = v;
-                }
-            }
-            "test" => {
-                let v = value()?;
-                let found = get_at(&doc, &toks);
-                // As the API server's evanphx/json-patch: a missing member
-                // of an existing object tests equal to null (kube-rs's
-                // finalizer helper adds the first finalizer that way).
-                let missing_is_null = found.is_none()
-                    && v.is_null()
-                    && toks
-                        .split_last()
-                        .is_some_and(|(_, parent)| get_at(&doc, parent).is_some());
-                if found != Some(&v) && !missing_is_null {
-                    return Err(format!("testing value {path} failed"));
-                }
-            }
-            "move" => {
-                let f = from()?;
-                let v = remove(&mut doc, &f)?;
-                add(&mut doc, &toks, v)?;
-            }
-            "copy" => {
-                let f = from()?;
-                let v = get_at(&doc, &f)
-                    .cloned()
-                    .ok_or_else(|| format!("copy from path {f:?} not found"))?;
-                add(&mut doc, &toks, v)?;
-            }
-            other => return Err(format!("unsupported json patch operation {other:?}")),
-        }
-    }
-    Ok(doc)
-}
-
-/// A leaf field path used for server-side apply field ownership
-/// (object keys joined with `.`; lists are treated as atomic leaves).
-pub fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, x) in m {
-                leaf_paths(x, &format!("{prefix}.{k}"), out);
-            }
-        }
-        _ => out.push(prefix.to_string()),
-    }
-}
-
-/// Value at a leaf path produced by [`leaf_paths`].
-pub fn value_at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    for k in path.split('.').skip(1) {
-        cur = cur.get(k)?;
-    }
-    Some(cur)
-}
-
-/// Remove the field at a leaf path (no-op when absent); empties parents are kept.
-pub fn remove_path(v: &mut Value, path: &str) {
-    let keys: Vec<&str> = path.split('.').skip(1).collect();
-    let Some((last, parents)) = keys.split_last() else {
-        return;
-    };
-    let mut cur = v;
-    for k in parents {
-        match cur.get_mut(*k) {
-            Some(x) => cur = x,
-            None => return,
-        }
-    }
-    if let Value::Object(m) = cur {
-        m.remove(*last);
-    }
-}
-
-/// Merge an applied configuration into `target`: objects merge recursively, lists and
-/// scalars are replaced (an approximation of server-side apply's merge).
-pub fn apply_merge(target: &mut Value, applied: &Value) {
-    match applied {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    apply_merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
     }
 }
 
@@ -294,20 +122,14 @@ mod tests {
             {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}
         ]);
         assert_eq!(
-            json_patch(&doc, &ops).unwrap(),
+            json_patch(&doc, ops).unwrap(),
             json!({"metadata": {"name": "x", "finalizers": ["f"]}})
         );
         // Not when the member's parent is missing too, nor for another value.
-        assert!(json_patch(
-            &doc,
-            &json!([{"op": "test", "path": "/spec/x", "value": null}])
-        )
-        .is_err());
-        assert!(json_patch(
-            &doc,
-            &json!([{"op": "test", "path": "/metadata/f", "value": []}])
-        )
-        .is_err());
+        let missing_parent = json!([{"op": "test", "path": "/spec/x", "value": null}]);
+        assert!(json_patch(&doc, missing_parent).is_err());
+        let other_value = json!([{"op": "test", "path": "/metadata/f", "value": []}]);
+        assert!(json_patch(&doc, other_value).is_err());
     }
 
     #[test]
@@ -315,7 +137,7 @@ mod tests {
         let doc = json!({"a": {"b": [1, 2]}, "x": 1});
         let out = json_patch(
             &doc,
-            &json!([
+            json!([
                 {"op": "test", "path": "/x", "value": 1},
                 {"op": "add", "path": "/a/b/-", "value": 3},
                 {"op": "add", "path": "/a/b/0", "value": 0},
@@ -327,12 +149,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, json!({"a": {"b": [0, 2, 3]}, "x": 2, "a/b": 2}));
-        assert!(json_patch(&doc, &json!([{"op": "test", "path": "/x", "value": 5}])).is_err());
+        assert!(json_patch(&doc, json!([{"op": "test", "path": "/x", "value": 5}])).is_err());
         assert!(json_patch(
             &doc,
-            &json!([{"op": "replace", "path": "/nope", "value": 5}])
+            json!([{"op": "replace", "path": "/nope", "value": 5}])
         )
         .is_err());
+        assert!(matches!(
+            json_patch(&doc, json!({"op": "add"})),
+            Err(JsonPatchError::Decode(_))
+        ));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::util::b64_encode;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 
 /// The magic prefix of Kubernetes protobuf bodies.
 pub const MAGIC: &[u8] = b"k8s\0";
@@ -173,7 +174,7 @@ fn secret(b: &[u8]) -> Result<Value, String> {
             (1, Field::Bytes(x)) => o["metadata"] = object_meta(x)?,
             (2, Field::Bytes(x)) => {
                 let (k, v) = map_entry(x)?;
-                data.insert(k, json!(b64_encode(&v)));
+                data.insert(k, json!(BASE64.encode(&v)));
             }
             (3, Field::Bytes(x)) => o["type"] = json!(string(x)?),
             (4, Field::Bytes(x)) => {
@@ -207,7 +208,7 @@ fn config_map(b: &[u8]) -> Result<Value, String> {
             }
             (3, Field::Bytes(x)) => {
                 let (k, v) = map_entry(x)?;
-                binary.insert(k, json!(b64_encode(&v)));
+                binary.insert(k, json!(BASE64.encode(&v)));
             }
             (4, Field::Varint(v)) => o["immutable"] = json!(v != 0),
             _ => {}
@@ -368,7 +369,7 @@ mod tests {
         assert_eq!(v["metadata"]["name"], "s1");
         assert_eq!(v["metadata"]["namespace"], "ns");
         assert_eq!(v["metadata"]["labels"]["a"], "b");
-        assert_eq!(v["data"]["auth-header"], b64_encode(b"tok"));
+        assert_eq!(v["data"]["auth-header"], BASE64.encode(b"tok"));
         assert_eq!(v["type"], "Opaque");
     }
 

@@ -23,7 +23,8 @@ pub struct RequestRecord {
     pub user_agent: Option<String>,
     /// Response status code.
     pub status: u16,
-    /// Time to produce the response head (for watches: until the stream started).
+    /// Time to produce the response head (for watches: until the stream started),
+    /// including any injected delay.
     #[serde(with = "millis")]
     pub duration: Duration,
     /// Kubernetes verb for resource requests: get, list, watch, create, update, patch,
@@ -39,8 +40,11 @@ pub struct RequestRecord {
     pub namespace: Option<String>,
     /// Object name from the path.
     pub name: Option<String>,
-    /// Whether an injected fault answered.
+    /// Whether an injected fault answered (with its code; a pure latency fault does not).
     pub injected_fault: bool,
+    /// How long an injected fault held the request (included in `duration`).
+    #[serde(with = "millis")]
+    pub injected_delay: Duration,
 }
 
 impl RequestRecord {
@@ -69,7 +73,7 @@ pub struct RequestLog(Mutex<Vec<RequestRecord>>);
 
 impl RequestLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RequestRecord>> {
-        crate::util::lock(&self.0)
+        crate::lock(&self.0)
     }
     /// Append a record.
     pub fn push(&self, r: RequestRecord) {

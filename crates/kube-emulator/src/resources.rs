@@ -1,5 +1,7 @@
 //! The resource types the emulator serves: built-ins and those defined by CRDs.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 /// One served resource (a group/version/plural) and what the server knows about it.
@@ -23,8 +25,8 @@ pub struct ResourceType {
     pub categories: Vec<String>,
     /// Whether `/status` is a subresource (main-resource writes then ignore `.status`).
     pub status_subresource: bool,
-    /// `openAPIV3Schema` for custom resources.
-    pub schema: Option<Value>,
+    /// `openAPIV3Schema` for custom resources (shared: a type is cloned per request).
+    pub schema: Option<Arc<Value>>,
     /// CRD `additionalPrinterColumns`.
     pub printer_columns: Vec<Value>,
     /// Defined by a CRD.
@@ -255,7 +257,7 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
             short_names: short_names.clone(),
             categories: categories.clone(),
             status_subresource: v.pointer("/subresources/status").is_some(),
-            schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+            schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
             printer_columns: v
                 .get("additionalPrinterColumns")
                 .and_then(Value::as_array)
@@ -270,7 +272,7 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
 
 /// The status a CRD gets once "established".
 pub fn crd_status(crd: &Value) -> Value {
-    let now = crate::util::now_rfc3339();
+    let now = crate::object::now_rfc3339();
     let stored: Vec<Value> = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)

@@ -177,7 +177,7 @@ static REGEXES: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn pattern_matches(pat: &str, s: &str) -> bool {
-    let mut cache = crate::util::lock(&REGEXES);
+    let mut cache = crate::lock(&REGEXES);
     let re = cache
         .entry(pat.to_string())
         .or_insert_with(|| regex::Regex::new(pat).ok());

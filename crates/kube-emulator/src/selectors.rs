@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::util::dotted;
+use crate::object::dotted;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Req {
@@ -88,6 +88,11 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
+    /// Whether the selector selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether an object's `metadata.labels` satisfy the selector.
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels");
@@ -131,6 +136,11 @@ impl FieldSelector {
     /// names may contain `,`).
     pub fn name(name: &str) -> Self {
         FieldSelector(vec![("metadata.name".into(), true, name.into())])
+    }
+
+    /// Whether the selector selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Whether the object satisfies the selector.

@@ -19,7 +19,7 @@ use crate::faults::{Fault, FaultSpec, Faults};
 use crate::requests::{RequestLog, RequestRecord};
 use crate::resources::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::Store;
+use crate::store::{PageRequest, Store};
 use crate::table;
 use crate::watch::{self, WatchParams};
 
@@ -42,7 +42,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn lock_store(&self) -> MutexGuard<'_, Store> {
-        crate::util::lock(&self.store)
+        crate::lock(&self.store)
     }
 
     /// End all open watch streams.
@@ -99,38 +99,10 @@ fn not_found_path() -> ApiError {
     )
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// Decode a query string as Go's `url.ParseQuery` does (`+` is a space, `%XX` escapes);
+/// a repeated key keeps its last value.
 fn parse_query(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect()
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
@@ -269,6 +241,7 @@ pub(crate) async fn handle(
         namespace: None,
         name: None,
         injected_fault: false,
+        injected_delay: Duration::ZERO,
     };
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -309,8 +282,15 @@ pub(crate) async fn handle(
     }
     if !path.starts_with("/_emulator") {
         if let Some(f) = shared.faults.take(&parts.method, &path, &query) {
-            rec.injected_fault = true;
-            return Ok(finish(&shared, rec, started, fault_response(&f)));
+            // No lock is held here: other requests go on while this one waits.
+            if !f.delay.is_zero() {
+                tokio::time::sleep(f.delay).await;
+                rec.injected_delay = f.delay;
+            }
+            if let Some(code) = f.code {
+                rec.injected_fault = true;
+                return Ok(finish(&shared, rec, started, fault_response(code, &f)));
+            }
         }
     }
     let ct = rec.content_type.clone().unwrap_or_default();
@@ -357,13 +337,13 @@ fn finish(
     resp
 }
 
-fn fault_response(f: &Fault) -> Response<Body> {
+fn fault_response(code: u16, f: &Fault) -> Response<Body> {
     let mut e = ApiError::new(
-        f.code,
-        ApiError::reason_for_code(f.code),
+        code,
+        ApiError::reason_for_code(code),
         f.message
             .clone()
-            .unwrap_or_else(|| format!("injected fault: {}", f.code)),
+            .unwrap_or_else(|| format!("injected fault: {code}")),
     );
     e.retry_after = f.retry_after;
     error_response(&e)
@@ -377,9 +357,8 @@ fn admin(shared: &Shared, method: &Method, rest: &[&str], body: &[u8]) -> Respon
             json_response(200, &json!({}))
         }
         (&Method::POST, ["faults"]) => {
-            let spec: Result<FaultSpec, String> =
-                serde_json::from_slice(body).map_err(|e| e.to_string());
-            match spec.and_then(Fault::try_from) {
+            let spec = serde_json::from_slice::<FaultSpec>(body).map_err(|e| e.to_string());
+            match spec.and_then(|s| Fault::try_from(s).map_err(|e| e.to_string())) {
                 Ok(f) => {
                     shared.faults.add(f);
                     json_response(201, &json!({}))
@@ -542,53 +521,7 @@ fn resource(
             let o = shared.lock_store().get(rt, ns, name)?;
             Ok(json_response(200, &render_one(o)))
         }
-        (&Method::GET, None) => {
-            let (labels, fields) = selectors(q)?;
-            let (items, rv) = {
-                let store = shared.lock_store();
-                (store.list(rt, ns), store.current_rv())
-            };
-            let items: Vec<Value> = items
-                .into_iter()
-                .filter(|o| labels.matches(o) && fields.matches(o))
-                .collect();
-            // Pagination: the continue token is an offset (not a consistent snapshot).
-            let offset: usize = match q.get("continue").filter(|c| !c.is_empty()) {
-                Some(c) => c
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid continue token {c:?}")))?,
-                None => 0,
-            };
-            let mut items: Vec<Value> = items.into_iter().skip(offset).collect();
-            let (mut cont, mut remaining) = (None, None);
-            if let Some(limit) = q
-                .get("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .filter(|l| *l > 0)
-            {
-                if items.len() > limit {
-                    remaining = Some(items.len() - limit);
-                    items.truncate(limit);
-                    cont = Some((offset + limit).to_string());
-                }
-            }
-            let mut md = json!({"resourceVersion": rv.to_string()});
-            if let Some(c) = &cont {
-                md["continue"] = json!(c);
-                md["remainingItemCount"] = json!(remaining);
-            }
-            let out = match out_as {
-                As::Table => table::table(rt, &items, &rv.to_string()),
-                As::Partial => {
-                    let items: Vec<Value> = items.iter().map(to_partial).collect();
-                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": md, "items": items})
-                }
-                As::Full => {
-                    json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind), "metadata": md, "items": items})
-                }
-            };
-            Ok(json_response(200, &out))
-        }
+        (&Method::GET, None) => list(shared, rt, ns, q, &out_as),
         (&Method::POST, None) => {
             let obj = parse_body(ct, body)?;
             let o = write(shared, q, |s| s.create_as(rt, ns, obj, Some(&manager)))?;
@@ -653,8 +586,10 @@ fn resource(
                 .collect();
             let mut out = Vec::new();
             for o in items {
-                let n = crate::util::meta_str(&o, "name").unwrap_or("").to_string();
-                let ons = crate::util::meta_str(&o, "namespace").map(str::to_string);
+                let n = crate::object::meta_str(&o, "name")
+                    .unwrap_or("")
+                    .to_string();
+                let ons = crate::object::meta_str(&o, "namespace").map(str::to_string);
                 if let Ok((d, _)) = store.delete(rt, ons.as_deref(), &n, &json!({})) {
                     out.push(d);
                 }
@@ -670,6 +605,60 @@ fn resource(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
+}
+
+/// A LIST answer: one page (`limit`, `continue`) of the selected objects as a full
+/// list, a `PartialObjectMetadataList` or a `Table`, with the continue token and
+/// remaining count in `metadata` in each form.
+fn list(
+    shared: &Shared,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    q: &HashMap<String, String>,
+    out_as: &As,
+) -> ApiResult<Response<Body>> {
+    let (labels, fields) = selectors(q)?;
+    let req = PageRequest {
+        namespace: ns,
+        limit: q.get("limit").and_then(|l| l.parse().ok()),
+        continue_token: q.get("continue").map(String::as_str),
+    };
+    // Field selectors see the object as served (events.k8s.io names its fields apart);
+    // label selectors only read labels, which are the same in every form.
+    let selected = |o: &Value| {
+        labels.matches(o) && (fields.is_empty() || fields.matches(&Store::render(rt, o)))
+    };
+    let filter: Option<&dyn Fn(&Value) -> bool> = if labels.is_empty() && fields.is_empty() {
+        None
+    } else {
+        Some(&selected)
+    };
+    // Only pointers are taken under the lock; rendering happens after it is released.
+    let page = shared.lock_store().list_page(rt, &req, filter)?;
+    let items: Vec<Value> = page.items.iter().map(|o| Store::render(rt, o)).collect();
+    let rv = page.resource_version.to_string();
+    let mut md = json!({"resourceVersion": rv});
+    if let Some(c) = &page.continue_token {
+        md["continue"] = json!(c);
+        if let Some(n) = page.remaining {
+            md["remainingItemCount"] = json!(n);
+        }
+    }
+    let out = match out_as {
+        As::Table => {
+            let mut t = table::table(rt, &items, &rv);
+            t["metadata"] = md;
+            t
+        }
+        As::Partial => {
+            let items: Vec<Value> = items.iter().map(to_partial).collect();
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": md, "items": items})
+        }
+        As::Full => {
+            json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind), "metadata": md, "items": items})
+        }
+    };
+    Ok(json_response(200, &out))
 }
 
 /// Run a write against the store, or against a throw-away copy for `dryRun=All`.

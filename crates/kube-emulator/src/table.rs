@@ -49,7 +49,7 @@ pub fn jsonpath(obj: &Value, path: &str) -> Vec<Value> {
                     .iter()
                     .flat_map(|v| v.as_array().cloned().unwrap_or_default())
                     .filter(|e| {
-                        let got = crate::util::dotted(e, k).and_then(Value::as_str);
+                        let got = crate::object::dotted(e, k).and_then(Value::as_str);
                         (got == Some(want)) != neg
                     })
                     .collect();

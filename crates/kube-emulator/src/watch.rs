@@ -19,7 +19,7 @@ use crate::errors::ApiError;
 use crate::resources::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::{Body, Shared};
-use crate::store::{Event, EventType};
+use crate::store::{Event, EventType, Store};
 
 /// Parameters of one watch request.
 pub(crate) struct WatchParams {
@@ -47,7 +47,11 @@ impl WatchParams {
     }
 
     fn render(&self, obj: &Value) -> Value {
-        let o = crate::store::Store::render(&self.rt, obj);
+        self.shape(Store::render(&self.rt, obj))
+    }
+
+    /// A rendered object in the requested form (Table, metadata only or full).
+    fn shape(&self, o: Value) -> Value {
         if self.table {
             crate::table::table(&self.rt, &[o], "")
         } else if self.meta_only {
@@ -119,41 +123,71 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> hyper::Response<Body> {
     resp
 }
 
-/// Start a watch: returns the streaming response.
+/// What a watch sends before live events.
+enum Initial {
+    /// Synthetic ADDED events for these objects (then, for a streaming list, the
+    /// initial-events-end bookmark at this resourceVersion).
+    Objects(Vec<Arc<Value>>, Option<u64>),
+    /// Retained events after the requested resourceVersion.
+    Replay(Vec<Arc<Event>>),
+}
+
+impl Initial {
+    /// Send everything; `false` when the client went away.
+    async fn send(self, p: &WatchParams, tx: &mpsc::Sender<Bytes>) -> bool {
+        match self {
+            Initial::Objects(objs, end) => {
+                for o in objs {
+                    let o = Store::render(&p.rt, &o);
+                    let ns = crate::object::meta_str(&o, "namespace").unwrap_or("");
+                    if p.matches(ns, &o) {
+                        let ev = json!({"type": "ADDED", "object": p.shape(o)});
+                        if tx.send(line(&ev)).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+                match end {
+                    Some(rv) => tx.send(line(&p.bookmark(rv, true))).await.is_ok(),
+                    None => true,
+                }
+            }
+            Initial::Replay(evs) => {
+                for ev in evs {
+                    if let Some(v) = p.translate(&ev) {
+                        if tx.send(line(&v)).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Start a watch: returns the streaming response. Only pointers to the objects or
+/// events to send first are taken while the store is locked; they are rendered and
+/// sent by the watch's own task.
 pub(crate) fn start(shared: Arc<Shared>, p: WatchParams) -> hyper::Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let mut initial: Vec<Value> = Vec::new();
-    let sub: Result<(u64, broadcast::Receiver<Arc<Event>>), ApiError> = {
+    let sub: Result<(Initial, u64, broadcast::Receiver<Arc<Event>>), ApiError> = {
         let store = shared.lock_store();
         let cur = store.current_rv();
         let synthetic = p.send_initial_events || matches!(p.rv, None | Some(0));
         if synthetic {
-            for o in store.list(&p.rt, p.namespace.as_deref()) {
-                let ns = crate::util::meta_str(&o, "namespace")
-                    .unwrap_or("")
-                    .to_string();
-                if p.matches(&ns, &o) {
-                    initial.push(json!({"type": "ADDED", "object": p.render(&o)}));
-                }
-            }
-            if p.send_initial_events {
-                initial.push(p.bookmark(cur, true));
-            }
-            Ok((cur, store.subscribe()))
+            let objs = store.objects(&p.rt, p.namespace.as_deref());
+            let end = p.send_initial_events.then_some(cur);
+            Ok((Initial::Objects(objs, end), cur, store.subscribe()))
         } else {
             let from = p.rv.unwrap_or(0);
             let (group, plural) = p.rt.key();
-            store.watch_from(&group, &plural, from).map(|(evs, rx)| {
-                for ev in evs {
-                    if let Some(v) = p.translate(&ev) {
-                        initial.push(v);
-                    }
-                }
-                (from.max(cur), rx)
-            })
+            store
+                .watch_from(&group, &plural, from)
+                .map(|(evs, rx)| (Initial::Replay(evs), from.max(cur), rx))
         }
     };
-    let (mut last_rv, mut brx) = match sub {
+    let (initial, mut last_rv, mut brx) = match sub {
         Ok(x) => x,
         Err(e) => {
             let ev = json!({"type": "ERROR", "object": e.to_status()});
@@ -167,10 +201,8 @@ pub(crate) fn start(shared: Arc<Shared>, p: WatchParams) -> hyper::Response<Body
     let mut shutdown_rx = shared.shutdown.subscribe();
     let interval = shared.bookmark_interval;
     tokio::spawn(async move {
-        for v in &initial {
-            if tx.send(line(v)).await.is_err() {
-                return;
-            }
+        if !initial.send(&p, &tx).await {
+            return;
         }
         // A timeout too large for an Instant is no deadline (not a panic).
         let deadline = p

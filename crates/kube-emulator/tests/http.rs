@@ -488,6 +488,227 @@ async fn lists_tables_and_metadata() {
     assert_eq!(r.status, 400);
 }
 
+const TABLE: (&str, &str) = (
+    "accept",
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+);
+const PARTIAL_LIST: (&str, &str) = (
+    "accept",
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+);
+
+/// The names in a list answer of any form (full, metadata-only or Table).
+fn names(list: &Value) -> Vec<String> {
+    let entries = list["items"]
+        .as_array()
+        .or_else(|| list["rows"].as_array())
+        .unwrap();
+    entries
+        .iter()
+        .map(|e| {
+            e["metadata"]["name"]
+                .as_str()
+                .or_else(|| e["object"]["metadata"]["name"].as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Follow `continue` tokens from `path` (which has a `limit`) to the end: the names in
+/// order and each page's metadata.
+async fn all_pages(h: &Handle, path: &str, headers: &[(&str, &str)]) -> (Vec<String>, Vec<Value>) {
+    let (mut seen, mut metas) = (Vec::new(), Vec::new());
+    let mut next = path.to_string();
+    loop {
+        let r = get(h, &next, headers).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json();
+        seen.extend(names(&v));
+        metas.push(v["metadata"].clone());
+        match v["metadata"]["continue"].as_str() {
+            Some(c) => next = format!("{path}&continue={c}"),
+            None => return (seen, metas),
+        }
+        assert!(metas.len() < 100, "pagination ends");
+    }
+}
+
+#[tokio::test]
+async fn pages_carry_continue_in_every_form() {
+    let h = common::start().await;
+    create_ns(&h, "a-other").await;
+    create_ns(&h, "z-other").await;
+    for ns in ["a-other", "z-other"] {
+        let r = req(
+            &h,
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/configmaps"),
+            &[JSON],
+            json!({"metadata": {"name": "elsewhere"}}).to_string(),
+        )
+        .await;
+        assert_eq!(r.status, 201);
+    }
+    let want: Vec<String> = (0..5).map(|i| format!("cm{i}")).collect();
+    for (i, n) in want.iter().enumerate() {
+        create_cm(&h, n, json!({"even": (i % 2 == 0).to_string()})).await;
+    }
+    let path = "/api/v1/namespaces/default/configmaps?limit=2";
+
+    // A Table page (what kubectl get asks for) says where to go on, and how much is left.
+    let first = get(&h, path, &[TABLE]).await.json();
+    assert_eq!(first["kind"], "Table");
+    assert_eq!(names(&first), ["cm0", "cm1"]);
+    assert!(first["metadata"]["continue"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty()));
+    assert_eq!(first["metadata"]["remainingItemCount"], 3);
+    assert!(first["metadata"]["resourceVersion"].as_str().is_some());
+
+    // Every form pages through the namespace, and only it, in order; the last page has
+    // no continue token.
+    for headers in [&[][..], &[PARTIAL_LIST][..], &[TABLE][..]] {
+        let (seen, metas) = all_pages(&h, path, headers).await;
+        assert_eq!(seen, want, "{headers:?}");
+        assert_eq!(metas.len(), 3);
+        assert!(metas[2].get("continue").is_none());
+        assert_eq!(metas[1]["remainingItemCount"], 1);
+    }
+
+    // With a selector, pages still continue; the remaining count is unknown (as on a
+    // real server).
+    let (seen, metas) = all_pages(
+        &h,
+        "/api/v1/namespaces/default/configmaps?limit=1&labelSelector=even%3Dtrue",
+        &[TABLE],
+    )
+    .await;
+    assert_eq!(seen, ["cm0", "cm2", "cm4"]);
+    assert!(metas.iter().all(|m| m.get("remainingItemCount").is_none()));
+
+    // Cluster-wide pages go by namespace, then name.
+    let (seen, _) = all_pages(&h, "/api/v1/configmaps?limit=2", &[]).await;
+    assert_eq!(seen.len(), 7);
+    assert_eq!(
+        (seen[0].as_str(), seen[6].as_str()),
+        ("elsewhere", "elsewhere")
+    );
+
+    // The token names the last object returned: deleting it, or anything before it,
+    // between pages skips nothing.
+    let page = get(&h, path, &[]).await.json();
+    let cont = page["metadata"]["continue"].as_str().unwrap().to_string();
+    for n in ["cm0", "cm1"] {
+        let r = req(
+            &h,
+            "DELETE",
+            &format!("/api/v1/namespaces/default/configmaps/{n}"),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let next = get(&h, &format!("{path}&continue={cont}"), &[])
+        .await
+        .json();
+    assert_eq!(names(&next), ["cm2", "cm3"]);
+
+    let r = get(&h, &format!("{path}&continue=not-a-token"), &[]).await;
+    assert_eq!(r.status, 400);
+}
+
+fn warehouse(ns: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "kargo.akuity.io/v1alpha1",
+        "kind": "Warehouse",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"subscriptions": [{"image": {"repoURL": "example.com/app"}}], "junk": 1}
+    })
+}
+
+#[tokio::test]
+async fn create_many_admits_objects_like_posts() {
+    let h = common::start().await;
+    create_ns(&h, "seeded").await;
+    // A watch from now on sees the seeded objects as ADDED events.
+    let rv = h.resource_version();
+    let created = h
+        .create_many((0..3).map(|i| warehouse("seeded", &format!("wh{i}"))))
+        .unwrap();
+    assert_eq!(created, 3);
+    let w = get(
+        &h,
+        "/apis/kargo.akuity.io/v1alpha1/namespaces/seeded/warehouses/wh1",
+        &[],
+    )
+    .await
+    .json();
+    assert_eq!(
+        w["spec"]["interval"], "5m0s",
+        "defaulted from the CRD schema"
+    );
+    assert!(w["spec"].get("junk").is_none(), "pruned");
+    assert_eq!(w["metadata"]["generation"], 1);
+    assert!(w["metadata"]["uid"].as_str().is_some());
+    let r = get(
+        &h,
+        &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/seeded/warehouses?watch=true&resourceVersion={rv}&timeoutSeconds=1"),
+        &[],
+    )
+    .await;
+    let added: Vec<Value> = r
+        .lines()
+        .into_iter()
+        .filter(|e| e["type"] == "ADDED")
+        .collect();
+    assert_eq!(added.len(), 3);
+
+    // What a POST would reject stops the load; the objects before it stay.
+    let mut invalid = warehouse("seeded", "bad");
+    invalid["spec"]["subscriptions"] = json!("not a list");
+    let objs = vec![
+        warehouse("seeded", "wh3"),
+        invalid,
+        warehouse("seeded", "wh4"),
+    ];
+    match h.create_many(objs) {
+        Err(kube_emulator::CreateError::Rejected {
+            index,
+            name,
+            source,
+        }) => {
+            assert_eq!((index, name.as_str(), source.code), (1, "bad", 422));
+        }
+        other => panic!("expected a 422 rejection, got {other:?}"),
+    }
+    let list = get(
+        &h,
+        "/apis/kargo.akuity.io/v1alpha1/namespaces/seeded/warehouses",
+        &[],
+    )
+    .await
+    .json();
+    assert_eq!(names(&list), ["wh0", "wh1", "wh2", "wh3"]);
+    match h.create_many([warehouse("seeded", "wh0")]) {
+        Err(kube_emulator::CreateError::Rejected { source, .. }) => {
+            assert_eq!(source.reason, "AlreadyExists")
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    match h.create_many([warehouse("missing", "wh0")]) {
+        Err(kube_emulator::CreateError::Rejected { source, .. }) => assert_eq!(source.code, 404),
+        other => panic!("expected a missing namespace, got {other:?}"),
+    }
+    let mut unknown = warehouse("seeded", "x");
+    unknown["kind"] = json!("Nope");
+    assert!(matches!(
+        h.create_many([unknown]),
+        Err(kube_emulator::CreateError::UnknownKind { index: 0, .. })
+    ));
+}
+
 #[tokio::test]
 async fn writes_and_errors() {
     let h = common::start().await;
@@ -635,6 +856,48 @@ async fn writes_and_errors() {
     )
     .await;
     assert_eq!(r.json()["data"]["c"], "3");
+    // JSON patch (RFC 6902): operations in order; a failing `test` rejects the whole
+    // patch with 422 and changes nothing; a body that is not a list of operations too.
+    const JSON_PATCH: (&str, &str) = ("content-type", "application/json-patch+json");
+    let path = "/api/v1/namespaces/p/configmaps/applied";
+    let r = req(
+        &h,
+        "PATCH",
+        path,
+        &[JSON_PATCH],
+        r#"[{"op":"test","path":"/data/c","value":"3"},{"op":"add","path":"/data/d","value":"4"},{"op":"remove","path":"/data/a"},{"op":"copy","from":"/data/d","path":"/data/e~1f"}]"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["data"],
+        json!({"b": "2", "c": "3", "d": "4", "e/f": "4"})
+    );
+    let rv = h.resource_version();
+    for bad in [
+        r#"[{"op":"add","path":"/data/x","value":"1"},{"op":"test","path":"/data/c","value":"nope"}]"#,
+        r#"[{"op":"replace","path":"/data/missing","value":"1"}]"#,
+        r#"{"op":"add","path":"/data/x","value":"1"}"#,
+    ] {
+        let r = req(&h, "PATCH", path, &[JSON_PATCH], bad).await;
+        assert_eq!(r.status, 422, "{bad}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["reason"], "Invalid");
+    }
+    assert_eq!(
+        h.resource_version(),
+        rv,
+        "a rejected JSON patch stores nothing"
+    );
+    // JSON merge patch (RFC 7386): null removes a key, objects merge.
+    let r = req(
+        &h,
+        "PATCH",
+        path,
+        &[MERGE_PATCH],
+        r#"{"data":{"d":null,"e/f":null,"b":"20"}}"#,
+    )
+    .await;
+    assert_eq!(r.json()["data"], json!({"b": "20", "c": "3"}));
     // Method not allowed.
     let r = req(&h, "PUT", "/api/v1/namespaces/p/configmaps", &[JSON], "{}").await;
     assert_eq!(r.status, 405);
@@ -694,6 +957,74 @@ async fn admin_endpoints() {
         .unwrap()
         .iter()
         .any(|r| r["injectedFault"] == true && r["verb"] == "get"));
+
+    // A pure latency fault for every request until cleared ("count": null), and an
+    // always-failing one ("always": true) with a delay.
+    let r = req(
+        &h,
+        "POST",
+        "/_emulator/faults",
+        &[JSON],
+        r#"{"method":"GET","path":"/api/v1/namespaces/kube-public","delayMs":150,"count":null}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = req(&h, "POST", "/_emulator/faults", &[JSON], r#"{"method":"GET","path":"/api/v1/namespaces/kube-system","code":503,"delayMs":100,"always":true}"#).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    for _ in 0..3 {
+        assert_eq!(
+            get(&h, "/api/v1/namespaces/kube-public", &[]).await.status,
+            200
+        );
+        assert_eq!(
+            get(&h, "/api/v1/namespaces/kube-system", &[]).await.status,
+            503
+        );
+    }
+    let log = get(&h, "/_emulator/requests", &[]).await.json();
+    let of = |path: &str| -> Vec<Value> {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["path"] == path)
+            .cloned()
+            .collect()
+    };
+    let slow = of("/api/v1/namespaces/kube-public");
+    assert_eq!(slow.len(), 3);
+    for r in &slow {
+        assert_eq!(
+            (r["status"].as_u64(), r["injectedFault"].as_bool()),
+            (Some(200), Some(false))
+        );
+        assert_eq!(r["injectedDelay"], 150.0);
+        assert!(r["duration"].as_f64().unwrap() >= 150.0, "{r}");
+    }
+    let failing = of("/api/v1/namespaces/kube-system");
+    assert!(failing
+        .iter()
+        .all(|r| r["injectedFault"] == true && r["injectedDelay"] == 100.0));
+    assert_eq!(h.pending_faults().len(), 2);
+    assert_eq!(
+        req(&h, "DELETE", "/_emulator/faults", &[], "").await.status,
+        200
+    );
+    assert_eq!(
+        get(&h, "/api/v1/namespaces/kube-system", &[]).await.status,
+        200
+    );
+    // Faults that would do nothing, or say two things, are refused.
+    for bad in [
+        r#"{"path":"/api"}"#,
+        r#"{"code":500,"always":true,"count":2}"#,
+        r#"{"code":500,"delay":100}"#,
+        r#"{"code":500,"pathRegex":"("}"#,
+    ] {
+        let r = req(&h, "POST", "/_emulator/faults", &[JSON], bad).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    assert!(h.pending_faults().is_empty());
+
     assert_eq!(
         req(&h, "POST", "/_emulator/compact", &[], "").await.status,
         200

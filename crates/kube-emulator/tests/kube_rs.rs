@@ -702,6 +702,127 @@ async fn errors_finalizers_and_faults() {
     assert_eq!(faults, 3);
 }
 
+/// A pure latency fault on Warehouse PATCHes: each takes at least the delay and then
+/// succeeds, the log records the delay in the duration, and while one PATCH is held
+/// other requests (a GET, a PATCH of something else) are served.
+#[tokio::test]
+async fn latency_faults_hold_only_the_matching_requests() {
+    let Demo { h, api, .. } = demo("Warehouse", "warehouses").await;
+    api.create(&PostParams::default(), &warehouse("slow", "x"))
+        .await
+        .unwrap();
+    let others: Api<Secret> = Api::namespaced(client(&h).await, "kargo-demo");
+    others
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let delay = Duration::from_millis(400);
+    h.inject(
+        Fault::latency(delay)
+            .method(http::Method::PATCH)
+            .path_contains("/warehouses/")
+            .always(),
+    );
+    let pp = PatchParams::default();
+    for i in 0..2 {
+        let started = std::time::Instant::now();
+        let patched = api
+            .patch(
+                "slow",
+                &pp,
+                &Patch::Merge(json!({"metadata": {"annotations": {"n": i.to_string()}}})),
+            )
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= delay,
+            "PATCH {i} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(patched.metadata.annotations.unwrap()["n"], i.to_string());
+    }
+    let held: Vec<_> = h
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb.as_deref() == Some("patch"))
+        .collect();
+    assert_eq!(held.len(), 2);
+    for r in &held {
+        assert_eq!(
+            (r.status, r.injected_fault, r.injected_delay),
+            (200, false, delay)
+        );
+        assert!(r.duration >= delay, "{r:?}");
+    }
+    assert_eq!(h.pending_faults().len(), 1, "an always-fault stays");
+
+    // A long hold on one PATCH does not hold anything else.
+    h.clear_faults();
+    let long = Duration::from_secs(3);
+    h.inject(
+        Fault::latency(long)
+            .method(http::Method::PATCH)
+            .path_contains("/warehouses/slow"),
+    );
+    let held_api = api.clone();
+    let started = std::time::Instant::now();
+    let held = tokio::spawn(async move {
+        held_api
+            .patch(
+                "slow",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"held": "yes"}}})),
+            )
+            .await
+    });
+    // The fault is used up once the PATCH has reached the emulator and is being held.
+    wait_for("the PATCH to be held", || async {
+        h.pending_faults().is_empty()
+    })
+    .await;
+    api.get("slow").await.unwrap();
+    others
+        .patch(
+            "s",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"during": "hold"}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !held.is_finished(),
+        "the GET and the other PATCH did not wait for the held one"
+    );
+    held.await.unwrap().unwrap();
+    assert!(started.elapsed() >= long);
+}
+
+/// An always-fault fails every matching request until it is cleared.
+#[tokio::test]
+async fn always_faults_fail_until_cleared() {
+    let Demo { h, api, .. } = demo("Warehouse", "warehouses").await;
+    api.create(&PostParams::default(), &warehouse("w", "x"))
+        .await
+        .unwrap();
+    h.inject(Fault::new(500).method(http::Method::PATCH).always());
+    let pp = PatchParams::default();
+    let body = Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}}));
+    for _ in 0..5 {
+        let e = api_error(api.patch("w", &pp, &body).await.unwrap_err());
+        assert_eq!(e.code, 500);
+    }
+    // Other methods are not affected.
+    api.get("w").await.unwrap();
+    h.clear_faults();
+    let w = api.patch("w", &pp, &body).await.unwrap();
+    assert_eq!(w.metadata.labels.unwrap()["a"], "b");
+    let failed = h.requests().iter().filter(|r| r.injected_fault).count();
+    assert_eq!(failed, 5);
+}
+
 /// kube-lease-manager's protocol: apply (no force) to take a free lease, strategic-merge
 /// renewals, release by nulling fields. Two managers must exclude each other, and the
 /// second must take over once the first releases.

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::Stdio;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use kube_emulator::{kargo_crd_dir, Emulator, EmulatorOptions, Handle};
 use tokio::io::AsyncWriteExt;
 
@@ -175,10 +177,7 @@ async fn apply_crds_and_objects_then_update() {
         "{.data.auth-header}",
     )
     .await;
-    assert_eq!(
-        token,
-        kube_emulator::util::b64_encode(b"test-auth-token-123")
-    );
+    assert_eq!(token, BASE64.encode(b"test-auth-token-123"));
 }
 
 #[tokio::test]
@@ -309,7 +308,7 @@ async fn typed_create_commands_send_protobuf() {
         "{.data.auth-header}",
     )
     .await;
-    assert_eq!(v, kube_emulator::util::b64_encode(b"s3cret"));
+    assert_eq!(v, BASE64.encode(b"s3cret"));
     let v = get_jsonpath(
         &h,
         home.path(),
@@ -672,4 +671,63 @@ async fn apply_workload_and_rbac_kinds() {
             "{line}"
         );
     }
+}
+
+/// `kubectl get` reads in chunks of 500 (Table pages): all 503 Warehouses show, in
+/// table form and as names, each chunk following the previous one's continue token.
+#[tokio::test]
+async fn get_follows_table_pages_past_500() {
+    let h = Emulator::start(
+        EmulatorOptions::default().with_crd(kargo_crd_dir().join("warehouses.yaml")),
+    )
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    h.load_manifests("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: many\n")
+        .unwrap();
+    let created = h
+        .create_many((0..503).map(|i| {
+            serde_json::json!({
+                "apiVersion": "kargo.akuity.io/v1alpha1",
+                "kind": "Warehouse",
+                "metadata": {"name": format!("wh-{i:03}"), "namespace": "many"},
+                "spec": {"subscriptions": [{"image": {"repoURL": format!("example.com/app-{i}")}}]}
+            })
+        }))
+        .unwrap();
+    assert_eq!(created, 503);
+
+    let table = ok(&h, home, &["get", "warehouses", "-n", "many"], None).await;
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("NAME"), "{table}");
+    let rows: Vec<&str> = lines
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    let want: Vec<String> = (0..503).map(|i| format!("wh-{i:03}")).collect();
+    assert_eq!(rows, want);
+
+    let names = ok(
+        &h,
+        home,
+        &["get", "warehouses", "-n", "many", "-o", "name"],
+        None,
+    )
+    .await;
+    assert_eq!(names.lines().count(), 503);
+
+    let table_lists: Vec<_> = h
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.verb.as_deref() == Some("list")
+                && r.accept.as_deref().is_some_and(|a| a.contains("as=Table"))
+        })
+        .collect();
+    assert_eq!(table_lists.len(), 2, "two chunks: {table_lists:?}");
+    assert!(
+        table_lists[1].query.contains("continue="),
+        "{:?}",
+        table_lists[1]
+    );
 }

@@ -940,19 +940,13 @@ mod handle_tests {
     use crate::testing::FakePatcher;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
-    use kargo_api::ImageSubscription;
 
     fn handler(hang: bool) -> Handler {
         let index = Index::new();
         crate::testing::register_receiver(&index.routes, "p", "/harbor/abc", b"t");
-        index.repositories.upsert(&crate::testing::image_warehouse(
-            "p",
-            "w",
-            ImageSubscription {
-                repo_url: "h/app".into(),
-                ..Default::default()
-            },
-        ));
+        index
+            .repositories
+            .upsert(&crate::testing::any_version_warehouse("p", "w", "h/app"));
         let patcher = FakePatcher::new(true);
         if hang {
             patcher.hang.lock().unwrap().insert("w".into());
@@ -1039,6 +1033,7 @@ mod handle_tests {
                 scope: scope.clone(),
                 name: "recv".into(),
                 token: crate::core::token::TokenDigest::of(token),
+                why: crate::index::RouteReason::Current,
                 grace_until,
             },
         };

@@ -24,6 +24,7 @@
 
 pub mod configs;
 pub mod leader;
+pub mod published;
 pub mod reconcile;
 pub mod registrations;
 pub mod report;
@@ -196,6 +197,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         rotations: Arc::new(Rotations::new(settings.rotation_grace_period)),
         metrics,
         recorder,
+        published: Default::default(),
     };
     let (pc_controller, pc_ready) =
         configs::controller::<ProjectConfig>(&shared, pc_secret_rx, &shutdown);

@@ -3,6 +3,10 @@
 //! published next to the current ones, each entry carrying the instant it
 //! stops (the request path checks it; the reconcile requeues for it).
 //!
+//! A receiver's paths are remembered per reason ([`RouteReason`]): its own
+//! path and the one under Kargo's base path (when Kargo publishes one) each
+//! get a grace period when a rotation moves them.
+//!
 //! Every replica keeps its own memory, from the rotations it saw: a replica
 //! started after a rotation never knew the old token and answers 404 on the
 //! old path, as before this feature.
@@ -11,11 +15,17 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::core::rotation::GracePeriods;
-use crate::index::{ReceiverEntry, Route, Scope};
+use crate::index::{ReceiverEntry, Route, RouteReason, Scope};
+
+/// Why a route exists, for every reason it can.
+const REASONS: [RouteReason; 2] = [RouteReason::Current, RouteReason::PublishedByKargo];
+
+/// A receiver's paths of one reason: owner, receiver name, reason.
+type Key = (Scope, String, RouteReason);
 
 /// The grace-period memory of every receiver of every config.
 pub struct Rotations {
-    memory: Mutex<GracePeriods<(Scope, String)>>,
+    memory: Mutex<GracePeriods<Key>>,
 }
 
 impl Rotations {
@@ -26,7 +36,7 @@ impl Rotations {
         }
     }
 
-    fn memory(&self) -> MutexGuard<'_, GracePeriods<(Scope, String)>> {
+    fn memory(&self) -> MutexGuard<'_, GracePeriods<Key>> {
         // Each critical section is one call that leaves the map consistent.
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -43,13 +53,13 @@ impl Rotations {
         now: Instant,
     ) -> Option<Instant> {
         let mut memory = self.memory();
-        memory.retain(|(s, name)| s != scope || receivers.contains(&name.as_str()));
+        memory.retain(|(s, name, _)| s != scope || receivers.contains(&name.as_str()));
         let mut graced = Vec::new();
-        for name in receivers {
-            let current = routes
-                .iter()
-                .find(|r| r.entry.name == *name && r.entry.grace_until.is_none());
-            let key = (scope.clone(), (*name).to_owned());
+        for (name, why) in receivers.iter().flat_map(|n| REASONS.map(|why| (n, why))) {
+            let current = routes.iter().find(|r| {
+                r.entry.name == *name && r.entry.why == why && r.entry.grace_until.is_none()
+            });
+            let key = (scope.clone(), (*name).to_owned(), why);
             let previous = memory.observe(
                 &key,
                 current.map(|r| (r.path.as_str(), &r.entry.token)),
@@ -74,6 +84,7 @@ impl Rotations {
                         scope: scope.clone(),
                         name: (*name).to_owned(),
                         token: p.token,
+                        why,
                         grace_until: Some(p.until),
                     },
                 });
@@ -86,7 +97,7 @@ impl Rotations {
 
     /// Forgets `scope` entirely (its config was deleted: a revocation).
     pub fn forget(&self, scope: &Scope) {
-        self.memory().retain(|(s, _)| s != scope);
+        self.memory().retain(|(s, _, _)| s != scope);
     }
 }
 
@@ -102,9 +113,39 @@ mod tests {
                 scope: Scope::project_of("p"),
                 name: name.into(),
                 token: TokenDigest::of(token.as_bytes()),
+                why: RouteReason::Current,
                 grace_until: None,
             },
         }
+    }
+
+    fn published(path: &str, name: &str, token: &str) -> Route {
+        let mut r = current(path, name, token);
+        r.entry.why = RouteReason::PublishedByKargo;
+        r
+    }
+
+    #[test]
+    fn the_path_under_kargos_base_gets_its_own_grace_period() {
+        let rotations = Rotations::new(Duration::from_secs(60));
+        let scope = Scope::project_of("p");
+        let now = Instant::now();
+        let mut routes = vec![current("/a", "r", "old"), published("/kargo/a", "r", "old")];
+        rotations.add_grace_routes(&scope, &["r"], &mut routes, now);
+        let mut routes = vec![current("/b", "r", "new"), published("/kargo/b", "r", "new")];
+        rotations.add_grace_routes(&scope, &["r"], &mut routes, now);
+        let graced: Vec<(&str, RouteReason)> = routes
+            .iter()
+            .filter(|r| r.entry.grace_until.is_some())
+            .map(|r| (r.path.as_str(), r.entry.why))
+            .collect();
+        assert_eq!(
+            graced,
+            [
+                ("/a", RouteReason::Current),
+                ("/kargo/a", RouteReason::PublishedByKargo)
+            ]
+        );
     }
 
     #[test]
