@@ -4,7 +4,7 @@
 //!
 //! | call | request |
 //! |---|---|
-//! | [`HarborClient::project_exists`] | `HEAD /projects?project_name=P` (needs authentication only: tells a missing project from a missing permission) |
+//! | [`HarborClient::project_exists`] | `HEAD /projects?project_name=P` (needs authentication only: tells a missing project from a missing permission; no verdict from a server without it) |
 //! | [`HarborClient::find_policy`] | `GET /projects/P/webhook/policies?q=name%3DN&page=…&page_size=100`, every page |
 //! | [`HarborClient::get_policy`] | `GET /projects/P/webhook/policies/ID` |
 //! | [`HarborClient::create_policy`] | `POST /projects/P/webhook/policies` → 201, ID from `Location` |
@@ -388,21 +388,19 @@ impl HarborClient {
         }
     }
 
-    /// Whether the project exists (`HEAD /projects?project_name=`, which
-    /// needs authentication only).
-    pub async fn project_exists(&self, project: &str) -> Result<bool, HarborError> {
+    /// Whether the project exists, by `HEAD /projects?project_name=` (it
+    /// needs authentication only, so it tells a missing project from a
+    /// missing permission): `Some(true)` on 2xx, `Some(false)` on 404,
+    /// `None` when the server gives no verdict (another status: a server
+    /// without that route); 401 is an error.
+    pub async fn project_exists(&self, project: &str) -> Result<Option<bool>, HarborError> {
         let path = format!("projects?{}", query([("project_name", project)]));
         let answer = self.send(Method::HEAD, &path, None).await?;
         match answer.status {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(Self::failure(
-                &answer,
-                project,
-                "read",
-                "check the project",
-                &[],
-            )),
+            s if s.is_success() => Ok(Some(true)),
+            StatusCode::NOT_FOUND => Ok(Some(false)),
+            StatusCode::UNAUTHORIZED => Err(HarborError::Unauthorized),
+            _ => Ok(None),
         }
     }
 
@@ -431,6 +429,11 @@ impl HarborClient {
                 ]))
             );
             let answer = self.send(Method::GET, &path, None).await?;
+            if answer.status == StatusCode::NOT_FOUND {
+                // The list checks access first: a 404 here (an admin's) is
+                // a missing project.
+                return Err(HarborError::ProjectNotFound(project.to_owned()));
+            }
             if !answer.status.is_success() {
                 return Err(Self::failure(
                     &answer,
@@ -734,8 +737,9 @@ mod tests {
     }
 
     /// A Harbor stand-in as terse as the swagger allows: it ignores `q`,
-    /// sends no `X-Total-Count` and no `Location`; 150 policies, ours on
-    /// page 2. Records each request's path and query.
+    /// sends no `X-Total-Count` and no `Location`, has no `HEAD /projects`
+    /// (405) and no project `missing` (404); 150 policies, ours on page 2.
+    /// Records each request's path and query.
     async fn terse_harbor() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
         use hyper::service::service_fn;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -760,6 +764,18 @@ mod tests {
                                 .find_map(|kv| kv.strip_prefix("page="))
                                 .and_then(|p| p.parse().ok())
                                 .unwrap_or(1);
+                            let status = match *req.method() {
+                                Method::HEAD => Some(StatusCode::METHOD_NOT_ALLOWED),
+                                _ if uri.path().contains("/missing/") => {
+                                    Some(StatusCode::NOT_FOUND)
+                                }
+                                _ => None,
+                            };
+                            if let Some(status) = status {
+                                let mut r = http::Response::new(Full::new(Bytes::new()));
+                                *r.status_mut() = status;
+                                return Ok::<_, std::convert::Infallible>(r);
+                            }
                             let body = match *req.method() {
                                 Method::POST => {
                                     let mut r = http::Response::new(Full::new(Bytes::new()));
@@ -828,6 +844,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(created, None);
+        // A server without HEAD /projects gives no verdict; the list does.
+        assert_eq!(harbor.project_exists("p").await.unwrap(), None);
+        let missing = harbor.find_policy("missing", "ours").await.unwrap_err();
+        assert_eq!(
+            missing.reason(),
+            error::REASON_PROJECT_NOT_FOUND,
+            "{missing}"
+        );
     }
 
     #[test]

@@ -418,7 +418,10 @@ fn retry_delay(n: u32, max: Duration) -> Duration {
 }
 
 /// The policy found for a project: by the ID status remembers if it is
-/// still ours, else by name.
+/// still ours, else by name. A missing project is
+/// [`HarborError::ProjectNotFound`]: `HEAD /projects` says 404 and the list
+/// is refused (403: it checks access first), or the list says 404; a 403
+/// on a project that exists is a missing permission.
 async fn find(
     harbor: &HarborClient,
     project: &str,
@@ -426,14 +429,24 @@ async fn find(
     marker: &str,
     known: Option<i64>,
 ) -> Result<Option<harbor_policy::WebhookPolicy>, HarborError> {
-    if let Some(id) = known {
-        if let Some(p) = harbor.get_policy(project, id).await? {
-            if harbor_policy::is_ours(&p, marker) {
-                return Ok(Some(p));
+    let exists = harbor.project_exists(project).await?;
+    let found = async {
+        if let Some(id) = known {
+            if let Some(p) = harbor.get_policy(project, id).await? {
+                if harbor_policy::is_ours(&p, marker) {
+                    return Ok(Some(p));
+                }
             }
         }
+        harbor.find_policy(project, name).await
     }
-    harbor.find_policy(project, name).await
+    .await;
+    match found {
+        Err(HarborError::Forbidden { .. }) if exists == Some(false) => {
+            Err(HarborError::ProjectNotFound(project.to_owned()))
+        }
+        other => other,
+    }
 }
 
 impl Context {
@@ -447,9 +460,6 @@ impl Context {
         known: Option<i64>,
     ) -> ProjectOutcome {
         let result: Result<(i64, Change), SyncError> = async {
-            if !harbor.project_exists(project).await? {
-                return Err(HarborError::ProjectNotFound(project.to_owned()).into());
-            }
             let found = find(harbor, project, &desired.name, marker, known).await?;
             match harbor_policy::plan(found.as_ref(), desired, marker) {
                 Plan::Create => {
@@ -513,11 +523,10 @@ impl Context {
         marker: &str,
         known: Option<i64>,
     ) -> Result<bool, HarborError> {
-        if !harbor.project_exists(project).await? {
-            return Ok(false);
-        }
-        let Some(policy) = find(harbor, project, name, marker, known).await? else {
-            return Ok(false);
+        let policy = match find(harbor, project, name, marker, known).await {
+            Ok(Some(policy)) => policy,
+            Ok(None) | Err(HarborError::ProjectNotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
         };
         match policy
             .id
