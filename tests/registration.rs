@@ -214,9 +214,14 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applying_a_registration_creates_the_policy_and_a_push_refreshes_the_warehouse() {
     let w = world(&[]).await;
+    let applied = std::time::Instant::now();
     w.register(&[HARBOR_PROJECT]).await;
     let url = w.wait_receiver_url(TOKEN).await;
     let message = w.wait_ready("True", "Synced").await;
+    println!(
+        "registration applied → Ready (policy created): {:?}",
+        applied.elapsed()
+    );
     assert_eq!(
         message,
         format!("webhook policy {POLICY:?} registered in 1 Harbor project(s)")
@@ -265,6 +270,19 @@ async fn applying_a_registration_creates_the_policy_and_a_push_refreshes_the_war
             .count()
     };
     assert_eq!(writes(), 1, "one POST");
+
+    // A rotation reaches Harbor's policy: measured, not asserted.
+    let rotated = std::time::Instant::now();
+    put_auth_secret(&w.env.client, NS, SECRET, ROTATED).await;
+    w.wait_policy("the rotated token in Harbor", |p| {
+        p.targets[0].auth_header == ROTATED
+    })
+    .await;
+    println!(
+        "Secret rotated → Harbor policy updated: {:?}",
+        rotated.elapsed()
+    );
+    assert_eq!(writes(), 2, "one PUT");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
