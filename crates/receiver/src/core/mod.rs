@@ -14,11 +14,11 @@
 //! - [`registration`]: the same for a HarborWebhookRegistration.
 
 pub mod harbor;
-pub mod harbor_policy;
+pub(crate) mod harbor_policy;
 pub mod receiver_path;
 pub(crate) mod registration;
 pub mod repository;
-pub mod rotation;
+pub(crate) mod rotation;
 pub(crate) mod status;
 pub mod tags;
 pub mod token;
