@@ -16,6 +16,12 @@
 #
 # Usage: hack/bench/load.sh            (DURATION=10s CONNECTIONS=16 THREADS=1
 #                                       WAREHOUSES=10000 SKIP_BUILD=1 to reuse builds)
+#
+# Log volume of rejections: LOG_VOLUME=1 runs only a), with RUST_LOG=info and
+# JSON logs (the chart's defaults), and reports the receiver's log bytes per
+# 10,000 rejected requests. BIN_DIR=DIR takes both binaries from DIR (e.g.
+# target/debug with SKIP_BUILD=1; RECEIVER_BIN=PATH overrides the receiver's
+# alone, e.g. an older build to compare with).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -39,7 +45,9 @@ command -v curl >/dev/null || { echo "curl is required" >&2; exit 1; }
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     cargo build --release -p kargo-harbor-receiver -p kube-emulator
 fi
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+RECEIVER_BIN=${RECEIVER_BIN:-$BIN/kargo-harbor-receiver}
+if [[ -n "${LOG_VOLUME:-}" ]]; then RUST_LOG=${RUST_LOG:-info}; fi
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -106,7 +114,7 @@ create project "$PROJECT" "$RECEIVER" "$TOKEN"
 
 HASH=$(printf '%s' "$PROJECT$RECEIVER$TOKEN" | sha256sum | cut -d' ' -f1)
 URL=http://127.0.0.1:$RECV_PORT/harbor/$HASH
-KUBECONFIG=$WORK/kubeconfig RUST_LOG=${RUST_LOG:-warn} "$BIN/kargo-harbor-receiver" run \
+KUBECONFIG=$WORK/kubeconfig RUST_LOG=${RUST_LOG:-warn} LOG_FORMAT=json "$RECEIVER_BIN" run \
     --base-url "http://127.0.0.1:$RECV_PORT" --listen "127.0.0.1:$RECV_PORT" \
     --metrics-listen "127.0.0.1:$METRICS_PORT" --lease-namespace default --identity bench \
     >"$WORK/receiver.log" 2>&1 &
@@ -137,6 +145,17 @@ run() { # run <title> <token> <body>
 }
 
 echo "receiver RSS at start: $(rss)"
+if [[ -n "${LOG_VOLUME:-}" ]]; then
+    before=$(wc -c <"$WORK/receiver.log")
+    out=$(WRK_TOKEN="wrong-$TOKEN" WRK_BODY=$ONE wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
+        -s "$WORK/post.lua" "$URL")
+    sleep 1
+    bytes=$(( $(wc -c <"$WORK/receiver.log") - before ))
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    echo "log volume: $bytes bytes for $requests rejected requests:" \
+        "$(( bytes * 10000 / requests )) bytes per 10,000"
+    exit 0
+fi
 run "a) wrong token (expect all Non-2xx: 401)" "wrong-$TOKEN" "$ONE"
 run "b) authorised push matching nothing (200, no API call)" "$TOKEN" "$NOTHING"
 run "c) authorised push matching 1 Warehouse (200, coalesced PATCH)" "$TOKEN" "$ONE"

@@ -122,6 +122,18 @@ pub struct Desired {
     pub payload_format: &'static str,
 }
 
+impl Drop for WebhookTarget {
+    fn drop(&mut self) {
+        crate::core::token::wipe_str(&mut self.auth_header);
+    }
+}
+
+impl Drop for Desired {
+    fn drop(&mut self) {
+        crate::core::token::wipe_str(&mut self.auth_header);
+    }
+}
+
 impl std::fmt::Debug for Desired {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Desired")

@@ -80,6 +80,12 @@ pub struct Credentials {
     pub password: String,
 }
 
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        crate::core::token::wipe_str(&mut self.password);
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
@@ -272,9 +278,15 @@ impl HarborClient {
             .https_or_http()
             .enable_http1()
             .build();
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", credentials.username, credentials.password));
-        let mut authorization = HeaderValue::from_str(&format!("Basic {basic}"))
+        let mut pair = format!("{}:{}", credentials.username, credentials.password);
+        let mut basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(&pair)
+        );
+        let header = HeaderValue::from_str(&basic);
+        crate::core::token::wipe_str(&mut pair);
+        crate::core::token::wipe_str(&mut basic);
+        let mut authorization = header
             .map_err(|_| HarborError::Settings("credentials are not valid in a header".into()))?;
         authorization.set_sensitive(true);
         Ok(Self {

@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 use super::configs::{became_leader, log_result};
 use super::leader::Leadership;
 use super::report;
-use super::secrets::{secret_value, AUTH_HEADER_KEY};
+use super::secrets::{secret_value, wipe_secret, AUTH_HEADER_KEY};
 use super::SecretKey;
 use crate::core::harbor_policy::{self, Desired, Plan};
 use crate::core::receiver_path::{receiver_path, BaseUrl};
@@ -163,11 +163,17 @@ impl Context {
 }
 
 /// The receiver as Harbor must be told about it. No `Debug`: it holds the
-/// auth header.
+/// auth header, wiped when dropped.
 struct Receiver {
     path: String,
     url: String,
     auth_header: String,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        crate::core::token::wipe_str(&mut self.auth_header);
+    }
 }
 
 /// `Kind/namespace/name`, for logs.
@@ -197,14 +203,23 @@ impl From<Problem> for Blocker {
     }
 }
 
+/// A Secret read for its values; wiped when dropped (`core::token`).
+struct Wiped(Secret);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        wipe_secret(&mut self.0);
+    }
+}
+
 async fn read_secret(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-) -> Result<Result<Secret, String>, RegistrationError> {
+) -> Result<Result<Wiped, String>, RegistrationError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(name).await {
-        Ok(Some(s)) => Ok(Ok(s)),
+        Ok(Some(s)) => Ok(Ok(Wiped(s))),
         Ok(None) => Ok(Err(format!("Secret {namespace}/{name} not found"))),
         Err(kube::Error::Api(s)) if s.code == 403 => Ok(Err(format!(
             "not allowed to read Secret {namespace}/{name}"
@@ -286,7 +301,7 @@ impl Context {
             .await
             .map_err(Blocker::Api)?
             .map_err(|why| not_ready(format!("receiver {name:?}: {why}")))?;
-        let auth_header = text_value(&secret, AUTH_HEADER_KEY).map_err(|why| {
+        let auth_header = text_value(&secret.0, AUTH_HEADER_KEY).map_err(|why| {
             not_ready(format!(
                 "receiver {name:?}: Secret {secret_ns}/{secret_name} {why}"
             ))
@@ -366,7 +381,7 @@ pub(crate) async fn harbor_client(
         .map_err(|e| HarborClientError::Blocked(Blocker::Api(e)))?
         .map_err(|why| invalid(format!("credentials: {why}")))?;
     let field = |key| {
-        text_value(&secret, key)
+        text_value(&secret.0, key)
             .map_err(|why| invalid(format!("credentials: Secret {ns}/{name} {why}")))
     };
     let credentials = Credentials {
@@ -633,11 +648,11 @@ impl Context {
             }
         }
         let outcome = Outcome::Synced {
-            url: receiver.url,
-            policy_name: desired.name,
+            url: receiver.url.clone(),
+            policy_name: desired.name.clone(),
             projects: outcomes,
         };
-        Ok((outcome, Some(receiver.path)))
+        Ok((outcome, Some(receiver.path.clone())))
     }
 
     /// The finalizer's `Apply`: sync, report, schedule the next one.
