@@ -121,6 +121,26 @@ impl World {
         .await
     }
 
+    /// Waits until registration `name` is Ready.
+    async fn wait_named_ready(&self, name: &str) {
+        wait_until(DEADLINE, &format!("registration {name} ready"), || async {
+            let s = registration_status(&self.env.client, NS, name).await;
+            s.as_ref()
+                .and_then(ready)
+                .is_some_and(|c| c.status == "True")
+        })
+        .await;
+    }
+
+    /// Waits for `reason` naming `needle`, clears Harbor's fault, waits for
+    /// the recovery.
+    async fn unreachable_until_fault_cleared(&self, needle: &str) {
+        let message = self.wait_ready("False", "HarborUnreachable").await;
+        assert!(message.contains(needle), "{message}");
+        self.harbor.set_fault(None);
+        self.wait_ready("True", "Synced").await;
+    }
+
     /// Our policy in the project, once it satisfies `check`.
     async fn wait_policy(&self, what: &str, check: impl Fn(&Policy) -> bool) -> Policy {
         wait_for(DEADLINE, what, || async {
@@ -581,10 +601,8 @@ async fn harbor_down_is_reported_and_recovers() {
     let w = world(&[]).await;
     w.harbor.set_fault(Some(ApiFault::Refuse));
     w.register(&[HARBOR_PROJECT]).await;
-    let message = w.wait_ready("False", "HarborUnreachable").await;
-    assert!(message.contains("cannot reach Harbor"), "{message}");
-    w.harbor.set_fault(None);
-    w.wait_ready("True", "Synced").await;
+    w.unreachable_until_fault_cleared("cannot reach Harbor")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -597,13 +615,7 @@ async fn a_harbor_that_never_answers_slows_only_its_own_registration() {
     let healthy = start_harbor(0.01).await;
     let spec = registration_spec(&healthy.url(), &[HARBOR_PROJECT], CREDENTIALS, RECEIVER);
     apply_registration(&w.env.client, NS, "healthy", spec).await;
-    wait_until(DEADLINE, "the healthy registration ready", || async {
-        let s = registration_status(&w.env.client, NS, "healthy").await;
-        s.as_ref()
-            .and_then(ready)
-            .is_some_and(|c| c.status == "True")
-    })
-    .await;
+    w.wait_named_ready("healthy").await;
     assert_eq!(healthy.policies(None).len(), 1);
     let stuck = registration_status(&w.env.client, NS, REGISTRATION).await;
     assert!(
@@ -611,10 +623,8 @@ async fn a_harbor_that_never_answers_slows_only_its_own_registration() {
         "the hanging Harbor's registration is still waiting: {stuck:?}"
     );
     // Its requests end at the timeout: unreachable, named so.
-    let message = w.wait_ready("False", "HarborUnreachable").await;
-    assert!(message.contains("did not answer within 20s"), "{message}");
-    w.harbor.set_fault(None);
-    w.wait_ready("True", "Synced").await;
+    w.unreachable_until_fault_cleared("did not answer within 20s")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -747,13 +757,7 @@ async fn the_example_registers_as_its_comments_say() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_until(DEADLINE, "the example registration ready", || async {
-        let s = registration_status(&w.env.client, NS, "harbor").await;
-        s.as_ref()
-            .and_then(ready)
-            .is_some_and(|c| c.status == "True")
-    })
-    .await;
+    w.wait_named_ready("harbor").await;
     let policies = w.harbor.policies(Some(HARBOR_PROJECT));
     assert_eq!(policies.len(), 1);
     assert_eq!(
