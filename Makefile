@@ -46,5 +46,5 @@ demo: ## Local demo: emulated API server, the receiver, a Harbor push
 crds: ## Print the project's generated CRDs
 	@$(CARGO) run -q -p kargo-harbor-receiver -- crds
 
-update-crds: ## Rewrite charts/kargo-harbor-receiver/files/crds.yaml from crates/kargo-api
+update-crds: ## Rewrite charts/kargo-harbor-receiver/files/crds.yaml from crates/kargo-api and crates/registration-api
 	UPDATE_CRDS=1 $(CARGO) test -q -p e2e --test crds

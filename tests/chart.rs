@@ -220,9 +220,10 @@ fn every_request_of_the_end_to_end_tests_is_allowed_by_the_chart_rbac() {
 }
 
 /// What the program requests in a normal run: the watches (ProjectConfig,
-/// ClusterConfig, Warehouse: read only through them, never with a GET), a
-/// refresh, status writes, Events (and their series patch), the Lease, and
-/// Secrets as `secret_access` and `watch_namespaces` make it observe them.
+/// ClusterConfig, Warehouse, HarborWebhookRegistration: read only through
+/// them), a refresh, status writes, Events (and their series patch), a
+/// registration's finalizer and status, the Lease, and Secrets as
+/// `secret_access` and `watch_namespaces` make it observe them.
 fn program_requests(
     secret_access: &str,
     watch_namespaces: &[String],
@@ -231,6 +232,7 @@ fn program_requests(
     const K: &str = "kargo.akuity.io";
     const L: &str = "coordination.k8s.io";
     const E: &str = "events.k8s.io";
+    const R: &str = "kargo-harbor-receiver.io";
     let r = ResourceRequest::new;
     let mut out: Vec<Request> = vec![
         Request::NonResource {
@@ -263,6 +265,17 @@ fn program_requests(
         r("update", L, "leases")
             .in_namespace(&lease.0)
             .named(&lease.1)
+            .into(),
+        r("list", R, "harborwebhookregistrations").into(),
+        r("watch", R, "harborwebhookregistrations").into(),
+        r("patch", R, "harborwebhookregistrations")
+            .in_namespace("kargo-demo")
+            .named("registration")
+            .into(),
+        r("patch", R, "harborwebhookregistrations")
+            .in_namespace("kargo-demo")
+            .named("registration")
+            .on("status")
             .into(),
     ];
     for res in ["projectconfigs", "clusterconfigs", "warehouses"] {

@@ -355,11 +355,12 @@ async fn explain_send_test_and_rotation_work_on_the_demo_setup() {
         .expect("app-v1 refreshed");
     assert!(after > before, "{after} after {before}");
 
-    // A refused delivery is said, and fails.
+    // A refused delivery is said, and fails: the previous URL is still
+    // served in its rotation grace period, but only with the previous token.
     let (ok, out, err) = program(&kc, &[&send[..], &["--url", &first_url]].concat()).await;
     assert!(!ok);
-    assert!(out.contains("HTTP 404"), "{out}");
-    assert!(err.starts_with("error: the receiver answered 404"), "{err}");
+    assert!(out.contains("HTTP 401"), "{out}");
+    assert!(err.starts_with("error: the receiver answered 401"), "{err}");
     app.shutdown().await.expect("clean shutdown");
 }
 

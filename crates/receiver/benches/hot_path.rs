@@ -44,6 +44,7 @@ fn index() -> Index {
                 name: "harbor-wh-receiver".into(),
                 token: TokenDigest::of(TOKEN),
                 why: RouteReason::Current,
+                grace_until: None,
             },
         }],
     );

@@ -44,6 +44,7 @@ use crate::refresh::{KubePatcher, RefreshSettings, Refresher};
 use crate::request::{Handler, RequestContext, WebhookService};
 use crate::tls::{self, TlsError};
 use crate::watch::leader::LeaseConfig;
+use crate::watch::registrations::RegistrationSettings;
 use crate::watch::{self, WatchError, WatchParts, WatchSettings};
 
 /// Capacity of the Warehouse Event queue; Events beyond it are dropped.
@@ -89,6 +90,11 @@ pub(crate) fn watch_settings(config: &Config, identity: &str) -> WatchSettings {
             .api_server
             .clone()
             .unwrap_or_else(|| "the API server".into()),
+        rotation_grace_period: config.rotation_grace_period,
+        registrations: config.registrations.then_some(RegistrationSettings {
+            resync: config.registration_resync,
+            harbor_timeout: config.harbor_timeout,
+        }),
         lease: LeaseConfig {
             name: config.lease_name.clone(),
             namespace: config.lease_namespace.clone(),
@@ -218,6 +224,7 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
             routes: index.routes.clone(),
             repositories: index.repositories.clone(),
             metrics: metrics.controller.clone(),
+            registration_metrics: metrics.registrations.clone(),
             health: health.clone(),
         },
         shutdown.clone(),

@@ -23,7 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller and the webhook server.
     Run(Box<Config>),
-    /// Print the project's own CRDs (for clusters without Kargo) as YAML.
+    /// Print the CRDs as YAML: HarborWebhookRegistration (always needed
+    /// with --registrations) and Kargo's three (for clusters without Kargo).
     Crds,
     /// Explain a Harbor push: which Warehouses it refreshes and why the
     /// others are not, with the receiver's own matching code.
@@ -31,6 +32,9 @@ pub enum Command {
     /// Send a test Harbor push to a receiver, as Harbor would (Harbor has
     /// no test button since v2.3), and print the answer.
     SendTest(crate::send_test::SendTestArgs),
+    /// Show the last webhook deliveries Harbor recorded for a
+    /// HarborWebhookRegistration's policies (uses KUBECONFIG).
+    Deliveries(crate::deliveries::DeliveriesArgs),
 }
 
 /// How Secrets referenced by receivers are observed.
@@ -105,6 +109,26 @@ pub struct Config {
     /// Periodic full reconcile, bounding drift (at least 1s).
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = at_least_one_second)]
     pub resync_interval: Duration,
+
+    /// After a receiver's auth header changes, how long its previous path
+    /// and token stay accepted (Harbor's queued retries come up to ~3 min
+    /// after an event); 0 disables.
+    #[arg(long, env = "ROTATION_GRACE_PERIOD", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub rotation_grace_period: Duration,
+
+    /// Run the HarborWebhookRegistration controller (needs its CRD; see
+    /// `kargo-harbor-receiver crds`).
+    #[arg(long, env = "REGISTRATIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub registrations: bool,
+
+    /// How often each registration is compared with Harbor, repairing
+    /// edits made there (drift).
+    #[arg(long, env = "REGISTRATION_RESYNC", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub registration_resync: Duration,
+
+    /// Timeout of each Harbor API request of the registration controller.
+    #[arg(long, env = "HARBOR_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub harbor_timeout: Duration,
 
     /// Name of the coordination.k8s.io/v1 Lease used for leader election.
     #[arg(long, env = "LEASE_NAME", default_value = "kargo-harbor-receiver")]

@@ -89,7 +89,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
 fn print_crds() -> Result<(), BoxError> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    for crd in kargo_api::crds() {
+    for crd in kargo_harbor_receiver::crds() {
         let yaml = serde_yaml::to_string(&crd)?;
         match write!(out, "---\n{yaml}") {
             Ok(()) => {}
@@ -134,6 +134,11 @@ fn main() -> ExitCode {
         Command::SendTest(args) => runtime().map_err(BoxError::from).and_then(|rt| {
             rt.block_on(kargo_harbor_receiver::send_test::run(args))
                 .map_err(Into::into)
+        }),
+        Command::Deliveries(args) => runtime().map_err(BoxError::from).and_then(|rt| {
+            let report = rt.block_on(kargo_harbor_receiver::deliveries::run(args))?;
+            print!("{report}");
+            Ok(())
         }),
     };
     match result {

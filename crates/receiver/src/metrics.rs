@@ -124,6 +124,33 @@ pub enum RefreshOutcome {
     Failed,
 }
 
+/// How a HarborWebhookRegistration reconcile ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RegistrationResult {
+    /// Every project's policy is as declared.
+    Synced,
+    /// Harbor was asked; some project is not as declared.
+    NotSynced,
+    /// Harbor was not asked: the receiver or the credentials are unusable.
+    Blocked,
+    /// A Kubernetes API error; retried with backoff.
+    Error,
+}
+
+/// Labels naming a registration reconcile's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// The result.
+    pub result: RegistrationResult,
+}
+
+/// Labels naming a webhook policy write.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// `create`, `update` or `delete`.
+    pub action: &'static str,
+}
+
 /// How a connection ended, or why it was refused.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ConnectionEnd {
@@ -210,6 +237,12 @@ snake_case_label_values! {
         Refused => "refused",
         Shutdown => "shutdown",
     }
+    RegistrationResult {
+        Synced => "synced",
+        NotSynced => "not_synced",
+        Blocked => "blocked",
+        Error => "error",
+    }
     RefreshOutcome {
         Patched => "patched",
         Shared => "shared",
@@ -252,6 +285,9 @@ pub struct RequestMetrics {
     pub duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     /// Webhook requests being handled.
     pub in_flight: Gauge,
+    /// Webhook requests that came in on a rotated receiver's previous path
+    /// during its grace period, by project, receiver and outcome.
+    pub grace_period: Family<RequestLabels, Counter>,
 }
 
 /// Metrics of the listeners (both ports).
@@ -359,6 +395,17 @@ impl ControllerMetrics {
     }
 }
 
+/// Metrics of the HarborWebhookRegistration controller.
+#[derive(Clone, Default)]
+pub struct RegistrationMetrics {
+    /// Reconciles by result.
+    pub reconciles: Family<ResultLabels, Counter>,
+    /// Failed Harbor API calls by error kind.
+    pub harbor_errors: Family<ErrorLabels, Counter>,
+    /// Webhook policies created, updated and deleted in Harbor.
+    pub policy_writes: Family<WriteLabels, Counter>,
+}
+
 /// Index sizes, set from the index when scraped.
 #[derive(Clone, Default)]
 struct IndexGauges {
@@ -377,6 +424,8 @@ pub struct Metrics {
     pub refresh: RefreshMetrics,
     /// The controller's.
     pub controller: ControllerMetrics,
+    /// The registration controller's.
+    pub registrations: RegistrationMetrics,
     /// The listeners'.
     pub listeners: ListenerMetrics,
     index: IndexGauges,
@@ -396,9 +445,11 @@ impl Metrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(histogram),
             in_flight: Gauge::default(),
+            grace_period: Family::default(),
         };
         let refresh = RefreshMetrics::default();
         let controller = ControllerMetrics::default();
+        let registrations = RegistrationMetrics::default();
         let listeners = ListenerMetrics::default();
         let index = IndexGauges::default();
         let r = &mut registry;
@@ -473,6 +524,11 @@ impl Metrics {
             requests.in_flight.clone(),
         );
         r.register(
+            "webhook_grace_period_requests",
+            "Webhook requests on a rotated receiver's previous path, in its grace period",
+            requests.grace_period.clone(),
+        );
+        r.register(
             "warehouse_refreshes",
             "Warehouse refreshes by outcome",
             refresh.refreshes.clone(),
@@ -497,11 +553,27 @@ impl Metrics {
             "Warehouse Events dropped because their queue was full",
             refresh.events_dropped.clone(),
         );
+        r.register(
+            "registration_reconciles",
+            "HarborWebhookRegistration reconciles by result",
+            registrations.reconciles.clone(),
+        );
+        r.register(
+            "harbor_api_errors",
+            "Failed Harbor API calls by error kind",
+            registrations.harbor_errors.clone(),
+        );
+        r.register(
+            "harbor_policy_writes",
+            "Webhook policies created, updated and deleted in Harbor",
+            registrations.policy_writes.clone(),
+        );
         Self {
             registry,
             requests,
             refresh,
             controller,
+            registrations,
             listeners,
             index,
         }

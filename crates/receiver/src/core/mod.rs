@@ -3,15 +3,22 @@
 //!
 //! - [`receiver_path`]: the URL derivation users depend on byte for byte;
 //! - [`harbor`]: Harbor's webhook payloads, both formats;
+//! - [`harbor_policy`]: Harbor's webhook policies: the one a registration
+//!   keeps, ownership and drift;
 //! - [`repository`]: repository normalisation, as Kargo computes its keys;
 //! - [`tags`]: would Kargo consider a pushed tag for a subscription;
 //! - [`token`]: auth-header verification against a digest;
+//! - [`rotation`]: which previous paths a rotation leaves accepted, until when;
 //! - [`status`]: the ProjectConfig/ClusterConfig status we want, and the
-//!   patch that gets there.
+//!   patch that gets there;
+//! - [`registration`]: the same for a HarborWebhookRegistration.
 
 pub mod harbor;
+pub(crate) mod harbor_policy;
 pub mod receiver_path;
+pub(crate) mod registration;
 pub mod repository;
+pub(crate) mod rotation;
 pub(crate) mod status;
 pub mod tags;
 pub mod token;

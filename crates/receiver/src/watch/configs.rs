@@ -22,6 +22,7 @@ use super::api_errors::{ApiErrors, Failure};
 use super::leader::Leadership;
 use super::published::PublishedBases;
 use super::reconcile::{error_policy, reconcile};
+use super::rotations::Rotations;
 use super::secrets::SecretReader;
 use super::{SecretKey, WatchSettings};
 use crate::core::status::{owns_receiver_list, Wording};
@@ -137,6 +138,8 @@ pub struct Shared {
     pub leadership: Arc<Leadership>,
     /// Where the receivers' routes go.
     pub routes: Arc<RouteTable>,
+    /// Grace periods of rotated receivers.
+    pub rotations: Arc<Rotations>,
     /// Metrics.
     pub metrics: ControllerMetrics,
     /// Events on configs.
@@ -296,6 +299,7 @@ impl<K: ConfigResource> Context<K> {
         self.shared.routes.replace(scope, Vec::new());
         self.shared.secrets.retain(scope, &[]);
         self.shared.published.retain(scope, &[]);
+        self.shared.rotations.forget(scope);
     }
 
     /// Counts a failure of `obj`; returns how many in a row.
@@ -338,30 +342,42 @@ pub fn controller<K: ConfigResource>(
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(log_result);
-    // kube's controller holds its reconciles until the first list is in,
-    // and its graceful shutdown waits for them: with the API server
-    // unreachable from the start it would never stop. Nothing can have
-    // been reconciled then, so it is dropped instead.
-    let never_listed = {
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.cancelled().await;
-            if let Some(Ok(())) = listed.wait_until_ready().now_or_never() {
-                std::future::pending::<()>().await;
-            }
-            tracing::debug!(
-                kind = K::KIND.metric_label(),
-                "stopped before the first list"
-            );
+    let run = stops_even_if_never_listed(run, listed, shutdown, K::KIND.metric_label());
+    (run, ready)
+}
+
+/// `run` (a kube-runtime `Controller` over `store`), ending at `shutdown`
+/// also when the first list never came: kube's controller holds its
+/// reconciles until the first list is in, and its graceful shutdown waits
+/// for them, so with the API server unreachable from the start it would
+/// never stop. Nothing can have been reconciled then, so it is dropped.
+pub(super) fn stops_even_if_never_listed<K>(
+    run: impl Future<Output = ()> + Send,
+    store: Store<K>,
+    shutdown: &CancellationToken,
+    kind: &'static str,
+) -> impl Future<Output = ()> + Send
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+{
+    let shutdown = shutdown.clone();
+    let never_listed = async move {
+        shutdown.cancelled().await;
+        // Polled only once shutting down: readiness no longer matters, so
+        // taking the store's one readiness waker from the controller is
+        // harmless here.
+        if let Some(Ok(())) = store.wait_until_ready().now_or_never() {
+            std::future::pending::<()>().await;
         }
+        tracing::debug!(kind, "stopped before the first list");
     };
-    let run = async move {
+    async move {
         tokio::select! {
             () = run => {}
             () = never_listed => {}
         }
-    };
-    (run, ready)
+    }
 }
 
 /// Whether any Harbor receiver references Secret `name`.
@@ -424,7 +440,7 @@ fn secret_triggers<K: ConfigResource>(
 }
 
 /// `()` each time this replica becomes leader.
-fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
+pub(super) fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
     stream::unfold(leadership.subscribe(), |mut rx| async move {
         loop {
             rx.changed().await.ok()?;
@@ -437,7 +453,8 @@ fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
     .boxed()
 }
 
-async fn log_result<K, E1, E2>(
+/// Logs what a controller's run yields (failures were logged already).
+pub(super) async fn log_result<K, E1, E2>(
     result: Result<
         (ObjectRef<K>, kube::runtime::controller::Action),
         kube::runtime::controller::Error<E1, E2>,
@@ -483,6 +500,7 @@ pub(super) mod tests {
                 settings.base_url.clone(),
                 Default::default(),
             )),
+            rotations: Arc::new(Rotations::new(settings.rotation_grace_period)),
             settings: Arc::new(settings),
             leadership: Arc::new(Leadership::new()),
             routes,
@@ -528,6 +546,7 @@ pub(super) mod tests {
                 name: "r".into(),
                 token: TokenDigest::of(b"t"),
                 why: crate::index::RouteReason::Current,
+                grace_until: None,
             },
         }
     }

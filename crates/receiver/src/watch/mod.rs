@@ -10,6 +10,10 @@
 //! - [`reconcile`]: the reconcile of one config: resolve its receivers →
 //!   publish their routes → report status and Events.
 //! - [`report`]: status patches and Events (leader only).
+//! - [`rotations`]: previous paths of rotated receivers, accepted for the
+//!   grace period.
+//! - [`registrations`]: HarborWebhookRegistrations → webhook policies in
+//!   Harbor (leader only).
 //! - [`leader`]: the Lease; becoming leader triggers every config, so a new
 //!   leader rewrites whatever status is out of date.
 //!
@@ -23,7 +27,9 @@ pub mod configs;
 pub mod leader;
 pub mod published;
 pub mod reconcile;
+pub mod registrations;
 pub mod report;
+pub mod rotations;
 pub mod secrets;
 pub mod warehouses;
 
@@ -51,9 +57,11 @@ use crate::config::SecretAccess;
 use crate::core::receiver_path::BaseUrl;
 use crate::health::Health;
 use crate::index::{RepositoryIndex, RouteTable};
-use crate::metrics::ControllerMetrics;
+use crate::metrics::{ControllerMetrics, RegistrationMetrics};
 use api_errors::{ApiErrors, Failure};
 use leader::{Leadership, LeaseConfig};
+use registrations::{RegistrationParts, RegistrationSettings};
+use rotations::Rotations;
 use secrets::{SecretReader, SecretStores};
 
 /// Errors that stop the controller for good.
@@ -81,6 +89,10 @@ pub struct WatchSettings {
     pub resync_interval: Duration,
     /// The API server's URL, named in the log when it cannot be reached.
     pub api_server: String,
+    /// How long a rotated receiver's previous path stays accepted.
+    pub rotation_grace_period: Duration,
+    /// The registration controller's settings; `None`: not run.
+    pub registrations: Option<RegistrationSettings>,
     /// Leader election.
     pub lease: LeaseConfig,
 }
@@ -97,6 +109,8 @@ pub struct WatchParts {
     pub repositories: Arc<RepositoryIndex>,
     /// Controller metrics.
     pub metrics: ControllerMetrics,
+    /// Registration controller metrics.
+    pub registration_metrics: RegistrationMetrics,
     /// Raised once ready.
     pub health: Arc<Health>,
 }
@@ -113,6 +127,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         routes,
         repositories,
         metrics,
+        registration_metrics,
         health,
     } = parts;
     let settings = Arc::new(settings);
@@ -146,10 +161,11 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
 
     let (pc_secrets, pc_secret_rx) = mpsc::unbounded_channel::<SecretKey>();
     let (cc_secrets, cc_secret_rx) = mpsc::unbounded_channel::<SecretKey>();
+    let (reg_secrets, reg_secret_rx) = mpsc::unbounded_channel::<SecretKey>();
     let (stores, secret_tasks) = start_secret_watches(
         &client,
         &settings,
-        &[pc_secrets, cc_secrets],
+        &[pc_secrets, cc_secrets, reg_secrets],
         metrics.watch_restarts("secrets"),
         &api_errors,
         &shutdown,
@@ -167,12 +183,31 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
             instance: Some(settings.lease.identity.clone()),
         },
     );
+    let registrations = settings.registrations.clone().map(|registration_settings| {
+        registrations::controller(
+            RegistrationParts {
+                client: client.clone(),
+                base_url: settings.base_url.clone(),
+                system_namespace: settings.system_resources_namespace.clone(),
+                routes: routes.clone(),
+                leadership: leadership.clone(),
+                recorder: recorder.clone(),
+                metrics: registration_metrics,
+                settings: registration_settings,
+            },
+            reg_secret_rx,
+            metrics.watch_restarts("harborwebhookregistrations"),
+            api_errors.clone(),
+            &shutdown,
+        )
+    });
     let shared = configs::Shared {
         client: client.clone(),
         settings: settings.clone(),
         secrets,
         leadership,
         routes,
+        rotations: Arc::new(Rotations::new(settings.rotation_grace_period)),
         metrics,
         recorder,
         api_errors,
@@ -188,7 +223,13 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
     let ready_task =
         AbortOnDropHandle::new(tokio::spawn(mark_ready(ready, health, shutdown.clone())));
 
-    futures::join!(pc_controller, cc_controller);
+    // Not part of readiness: the request path does not depend on it.
+    let registrations = async {
+        if let Some(controller) = registrations {
+            controller.await;
+        }
+    };
+    futures::join!(pc_controller, cc_controller, registrations);
     // The controllers stop on `shutdown`; so do the watches.
     warehouse_task.await?;
     for task in secret_tasks {
