@@ -268,6 +268,12 @@ fn program_requests(
             .into(),
         r("list", R, "harborwebhookregistrations").into(),
         r("watch", R, "harborwebhookregistrations").into(),
+        // The registration controller reads the receiver's config.
+        r("get", K, "projectconfigs")
+            .in_namespace("kargo-demo")
+            .named("kargo-demo")
+            .into(),
+        r("get", K, "clusterconfigs").named("cluster").into(),
         r("patch", R, "harborwebhookregistrations")
             .in_namespace("kargo-demo")
             .named("registration")

@@ -168,6 +168,9 @@ def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lea
         for v in ("list", "watch", "patch"):
             rules.add(("ClusterRole", "", R, "harborwebhookregistrations", v, ()))
         rules.add(("ClusterRole", "", R, "harborwebhookregistrations/status", "patch", ()))
+        # The registration controller GETs the receiver's config.
+        rules.add(("ClusterRole", "", K, "projectconfigs", "get", ()))
+        rules.add(("ClusterRole", "", K, "clusterconfigs", "get", ()))
     for res in ("projectconfigs", "clusterconfigs", "warehouses"):
         for v in ("list", "watch"):
             rules.add(("ClusterRole", "", K, res, v, ()))
