@@ -5,13 +5,17 @@
 //! - [`harbor`]: Harbor's webhook payloads, both formats;
 //! - [`repository`]: repository normalisation, as Kargo computes its keys;
 //! - [`tags`]: would Kargo consider a pushed tag for a subscription;
+//! - [`tag_regex`]: one tag regex, held without a compiled automaton each;
+//! - [`interner`]: one shared copy of values many entries spell alike;
 //! - [`token`]: auth-header verification against a digest;
 //! - [`status`]: the ProjectConfig/ClusterConfig status we want, and the
 //!   patch that gets there.
 
 pub mod harbor;
+pub mod interner;
 pub mod receiver_path;
 pub mod repository;
 pub(crate) mod status;
+pub mod tag_regex;
 pub mod tags;
 pub mod token;
