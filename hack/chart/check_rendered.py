@@ -320,6 +320,23 @@ def check_variants(chart: str) -> None:
     expect(rule["host"] == "kargo.example.com" and rule["http"]["paths"][0]["path"] == "/", "ingress: host without port, path / by default")
     expect("tls" not in one(docs, "Ingress")["spec"], "ingress: no TLS unless asked")
 
+    # Beside Kargo's external webhooks server: one host and base path,
+    # <base>/harbor/ here, everything else to Kargo's Service.
+    for base_url, harbor_path, rest_path in [
+        ("https://kargo.example.com/webhook", "/webhook/harbor/", "/webhook"),
+        ("https://kargo.example.com/webhook/", "/webhook/harbor/", "/webhook/"),
+        ("https://kargo.example.com", "/harbor/", "/"),
+    ]:
+        docs = render(chart, {"baseURL": base_url, "ingress": {"enabled": True, "kargoService": {"name": "kargo-external-webhooks-server"}}})
+        paths = one(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"]
+        expect(
+            paths == [
+                {"path": harbor_path, "pathType": "Prefix", "backend": {"service": {"name": FULLNAME, "port": {"name": "http"}}}},
+                {"path": rest_path, "pathType": "Prefix", "backend": {"service": {"name": "kargo-external-webhooks-server", "port": {"number": 443}}}},
+            ],
+            f"ingress beside Kargo ({base_url}): harbor/ here, the rest to Kargo: {paths}",
+        )
+
     docs = render(chart, {**base, "crds": {"install": True, "keep": False}})
     for d in docs:
         if d["kind"] == "CustomResourceDefinition":

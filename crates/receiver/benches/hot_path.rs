@@ -14,7 +14,7 @@ use kargo_api::{ImageSubscription, Subscription, Warehouse, WarehouseSpec};
 use kargo_harbor_receiver::core::harbor;
 use kargo_harbor_receiver::core::repository::{normalize_chart, normalize_image};
 use kargo_harbor_receiver::core::token::TokenDigest;
-use kargo_harbor_receiver::index::{Index, ReceiverEntry, Route, Scope};
+use kargo_harbor_receiver::index::{Index, ReceiverEntry, Route, RouteReason, Scope};
 use kargo_harbor_receiver::request::{
     decide_body, decide_head, BodyDecision, BodyRead, Head, HeadDecision,
 };
@@ -43,6 +43,7 @@ fn index() -> Index {
                 scope: scope.clone(),
                 name: "harbor-wh-receiver".into(),
                 token: TokenDigest::of(TOKEN),
+                why: RouteReason::Current,
             },
         }],
     );

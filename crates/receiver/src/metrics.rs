@@ -249,6 +249,9 @@ pub struct ControllerMetrics {
     pub reconcile_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
     /// Status patches written (leader only).
     pub status_writes: Family<KindLabels, Counter>,
+    /// Harbor receivers found published under Kargo's base path rather
+    /// than `--base-url`'s, once per receiver and change.
+    pub published_base_differs: Family<KindLabels, Counter>,
     /// Watch stream restarts (errors, 410s, dropped streams) by resource.
     pub watch_restarts: Family<ResourceLabels, Counter>,
     /// 1 while this replica holds the Lease.
@@ -262,6 +265,7 @@ impl Default for ControllerMetrics {
             reconcile_errors: Family::default(),
             reconcile_duration: Family::new_with_constructor(histogram),
             status_writes: Family::default(),
+            published_base_differs: Family::default(),
             watch_restarts: Family::default(),
             leader: Gauge::default(),
         }
@@ -336,6 +340,11 @@ impl Metrics {
             "status_writes",
             "Status patches written",
             controller.status_writes.clone(),
+        );
+        r.register(
+            "published_base_differs",
+            "Harbor receivers found published under Kargo's base path instead of --base-url's (once per receiver and change)",
+            controller.published_base_differs.clone(),
         );
         r.register(
             "watch_restarts",
@@ -493,7 +502,6 @@ mod tests {
 mod scrape_tests {
     use super::*;
     use crate::listener::{Limits, Listener};
-    use kargo_api::ImageSubscription;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_util::sync::CancellationToken;
@@ -501,14 +509,9 @@ mod scrape_tests {
     #[tokio::test]
     async fn a_scrape_reports_the_current_index_sizes() {
         let index = Index::new();
-        index.repositories.upsert(&crate::testing::image_warehouse(
-            "p",
-            "w",
-            ImageSubscription {
-                repo_url: "h/app".into(),
-                ..Default::default()
-            },
-        ));
+        index
+            .repositories
+            .upsert(&crate::testing::any_version_warehouse("p", "w", "h/app"));
         let limits = Limits {
             max_connections: 4,
             header_read_timeout: Duration::from_secs(10),

@@ -931,19 +931,13 @@ mod handle_tests {
     use crate::testing::FakePatcher;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
-    use kargo_api::ImageSubscription;
 
     fn handler(hang: bool) -> Handler {
         let index = Index::new();
         crate::testing::register_receiver(&index.routes, "p", "/harbor/abc", b"t");
-        index.repositories.upsert(&crate::testing::image_warehouse(
-            "p",
-            "w",
-            ImageSubscription {
-                repo_url: "h/app".into(),
-                ..Default::default()
-            },
-        ));
+        index
+            .repositories
+            .upsert(&crate::testing::any_version_warehouse("p", "w", "h/app"));
         let patcher = FakePatcher::new(true);
         if hang {
             patcher.hang.lock().unwrap().insert("w".into());

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::config::{Cli, Command, Config};
 use crate::core::token::TokenDigest;
-use crate::index::{ReceiverEntry, Route, RouteTable, Scope, WarehouseRef};
+use crate::index::{ReceiverEntry, Route, RouteReason, RouteTable, Scope, WarehouseRef};
 use crate::refresh::{PatchError, Patcher};
 
 /// `kargo-harbor-receiver run <args>`, parsed as the binary would.
@@ -51,6 +51,34 @@ pub fn image_warehouse(namespace: &str, name: &str, image: ImageSubscription) ->
     w
 }
 
+/// A Warehouse in `namespace` whose one image subscription on `repo`
+/// accepts every semantic version.
+pub fn any_version_warehouse(namespace: &str, name: &str, repo: &str) -> Warehouse {
+    image_warehouse(
+        namespace,
+        name,
+        ImageSubscription {
+            repo_url: repo.into(),
+            ..Default::default()
+        },
+    )
+}
+
+/// An API server that accepts connections and never answers, and a client
+/// for it; abort the task when done.
+pub async fn silent_api_server() -> (kube::Client, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    (client, task)
+}
+
 /// Registers receiver `recv` of project `project` on `path` with `token`.
 pub fn register_receiver(routes: &RouteTable, project: &str, path: &str, token: &[u8]) {
     let scope = Scope::project_of(project);
@@ -62,6 +90,7 @@ pub fn register_receiver(routes: &RouteTable, project: &str, path: &str, token: 
                 scope: scope.clone(),
                 name: "recv".into(),
                 token: TokenDigest::of(token),
+                why: RouteReason::Current,
             },
         }],
     );

@@ -1,9 +1,10 @@
 //! Receiver path and URL derivation.
 //!
 //! USERS DEPEND ON THIS BYTE FOR BYTE: the URL registered in Harbor is derived
-//! here exactly as Kargo's own receiver derives it, so that this program can
-//! replace Kargo's receiver without anyone re-registering webhooks. Any change
-//! must keep the golden tests below passing unchanged.
+//! here exactly as Kargo's management controller derives it, so that both
+//! publish the same status entry and the URL in Harbor keeps working whichever
+//! of them wrote it last. Any change must keep the golden tests below passing
+//! unchanged.
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;

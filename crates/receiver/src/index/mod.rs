@@ -10,15 +10,15 @@
 //! requests never wait for writers, and a writer pays for what changed, not
 //! for the size of the index.
 
-pub mod repositories;
-pub mod routes;
+mod repositories;
+mod routes;
 
 use std::sync::Arc;
 
 pub use repositories::{
     IndexProblems, Relist, Repositories, RepositoryIndex, WarehouseMatch, WarehouseRef,
 };
-pub use routes::{ReceiverEntry, Route, RouteTable, Routes, Scope};
+pub use routes::{ReceiverEntry, Route, RouteReason, RouteTable, Routes, Scope};
 
 /// Both parts, as the request path and the metrics scrape read them.
 #[derive(Clone, Default)]

@@ -38,6 +38,28 @@ impl Scope {
     }
 }
 
+/// Why a path routes to a receiver. A receiver can answer on several paths
+/// at once; each says why it exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteReason {
+    /// The path derived from `--base-url` and the current token.
+    Current,
+    /// The same token's path under Kargo's base path, as Kargo publishes it
+    /// in status (its `EXTERNAL_WEBHOOK_SERVER_BASE_URL` differs from
+    /// `--base-url`): the URL registered in Harbor.
+    PublishedByKargo,
+}
+
+impl RouteReason {
+    /// A bounded label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            RouteReason::Current => "current",
+            RouteReason::PublishedByKargo => "published_by_kargo",
+        }
+    }
+}
+
 /// A receiver as the request path needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiverEntry {
@@ -47,6 +69,8 @@ pub struct ReceiverEntry {
     pub name: String,
     /// Digest of the `auth-header` value.
     pub token: TokenDigest,
+    /// Why this path routes here.
+    pub why: RouteReason,
 }
 
 /// One path a receiver answers on.
@@ -211,6 +235,7 @@ mod tests {
                 scope: scope.clone(),
                 name: name.into(),
                 token: TokenDigest::of(token),
+                why: RouteReason::Current,
             },
         }
     }
@@ -301,5 +326,24 @@ mod tests {
                 .collect();
             assert_eq!(routed, claimed);
         }
+    }
+
+    #[test]
+    fn one_receiver_answers_on_several_paths_each_with_its_reason() {
+        let table = RouteTable::new();
+        let p = Scope::project_of("p");
+        let current = route("/harbor/h", &p, "r", b"t");
+        let mut kargo = route("/kargo/harbor/h", &p, "r", b"t");
+        kargo.entry.why = RouteReason::PublishedByKargo;
+        assert!(table.replace(&p, vec![current.clone(), kargo.clone()]));
+        assert_eq!(table.lookup("/harbor/h").unwrap().why, RouteReason::Current);
+        let published = table.lookup("/kargo/harbor/h").unwrap();
+        assert_eq!(published.why, RouteReason::PublishedByKargo);
+        assert!(published.token.verify(b"t") && !published.token.verify(b"u"));
+        // The reason is part of the route: dropping the published path alone
+        // is a change, the same pair again is not.
+        assert!(!table.replace(&p, vec![current.clone(), kargo]));
+        assert!(table.replace(&p, vec![current]));
+        assert!(table.lookup("/kargo/harbor/h").is_none());
     }
 }

@@ -222,15 +222,7 @@ mod tests {
     async fn shutdown_stops_the_sender_and_counts_what_was_left() {
         // An API server that never answers: the first Event blocks in its
         // create call until shutdown.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let silent = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let (client, silent) = crate::testing::silent_api_server().await;
         let shutdown = CancellationToken::new();
         let settings = EventSettings {
             capacity: 8,

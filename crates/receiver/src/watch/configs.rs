@@ -19,9 +19,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::leader::Leadership;
+use super::published::PublishedBases;
 use super::reconcile::{error_policy, reconcile};
 use super::secrets::SecretReader;
 use super::{SecretKey, WatchSettings};
+use crate::core::status::{owns_receiver_list, Wording};
 use crate::index::{RouteTable, Scope};
 use crate::metrics::{ConfigKind, ControllerMetrics};
 
@@ -38,6 +40,8 @@ pub trait ConfigResource:
 {
     /// For metrics and logs.
     const KIND: ConfigKind;
+    /// Whose words the conditions are in (Kargo's two reconcilers differ).
+    const WORDING: Wording;
     /// Plural resource name (watch restart metrics).
     const PLURAL: &'static str;
     /// `spec.webhookReceivers`.
@@ -58,6 +62,7 @@ pub trait ConfigResource:
 
 impl ConfigResource for ProjectConfig {
     const KIND: ConfigKind = ConfigKind::ProjectConfig;
+    const WORDING: Wording = Wording::ProjectConfig;
     const PLURAL: &'static str = "projectconfigs";
     fn receivers(&self) -> &[WebhookReceiverConfig] {
         &self.spec.webhook_receivers
@@ -87,6 +92,7 @@ impl ConfigResource for ProjectConfig {
 
 impl ConfigResource for ClusterConfig {
     const KIND: ConfigKind = ConfigKind::ClusterConfig;
+    const WORDING: Wording = Wording::ClusterConfig;
     const PLURAL: &'static str = "clusterconfigs";
     fn receivers(&self) -> &[WebhookReceiverConfig] {
         &self.spec.webhook_receivers
@@ -134,6 +140,8 @@ pub struct Shared {
     pub metrics: ControllerMetrics,
     /// Events on configs.
     pub recorder: Recorder,
+    /// Where Kargo publishes our receivers, as learned.
+    pub published: Arc<PublishedBases>,
 }
 
 /// Readiness bookkeeping of one kind: every object present at the first
@@ -284,6 +292,7 @@ impl<K: ConfigResource> Context<K> {
     fn drop_routes(&self, scope: &Scope) {
         self.shared.routes.replace(scope, Vec::new());
         self.shared.secrets.retain(scope, &[]);
+        self.shared.published.retain(scope, &[]);
     }
 
     /// Counts a failure of `obj`; returns how many in a row.
@@ -335,9 +344,10 @@ fn references(receivers: &[WebhookReceiverConfig], name: &str) -> bool {
         .any(|r| matches!(r.kind(), ReceiverKind::Harbor(h) if h.secret_ref.name == name))
 }
 
-/// A config watch: managed fields stripped, reflected into the controller's
-/// store; deletions (and objects missing after a relist) drop their
-/// routes at once.
+/// A config watch: managed fields stripped but for the entry naming who
+/// last set `status.webhookReceivers` (the attribution of a path under
+/// another base), reflected into the controller's store; deletions (and
+/// objects missing after a relist) drop their routes at once.
 fn config_stream<K: ConfigResource>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
@@ -346,7 +356,7 @@ fn config_stream<K: ConfigResource>(
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
     watcher(api, K::watcher_config())
         .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(|o: &mut K| o.managed_fields_mut().retain(owns_receiver_list))
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(obj)) => ctx.forget(obj),
@@ -451,6 +461,7 @@ pub(super) mod tests {
                     instance: None,
                 },
             ),
+            published: Default::default(),
             client,
         }
     }
@@ -482,6 +493,7 @@ pub(super) mod tests {
                 scope: scope.clone(),
                 name: "r".into(),
                 token: TokenDigest::of(b"t"),
+                why: crate::index::RouteReason::Current,
             },
         }
     }

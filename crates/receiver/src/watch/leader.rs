@@ -370,16 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn releasing_against_a_silent_api_server_gives_up_in_time() {
-        // Accepts connections and never answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let silent = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let client = Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let (client, silent) = crate::testing::silent_api_server().await;
         let api: Api<Lease> = Api::namespaced(client, "n");
         let config = LeaseConfig {
             name: "l".into(),

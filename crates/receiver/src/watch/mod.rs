@@ -20,6 +20,7 @@
 
 pub mod configs;
 pub mod leader;
+pub mod published;
 pub mod reconcile;
 pub mod report;
 pub mod secrets;
@@ -162,6 +163,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         routes,
         metrics,
         recorder,
+        published: Default::default(),
     };
     let (pc_controller, pc_ready) =
         configs::controller::<ProjectConfig>(&shared, pc_secret_rx, &shutdown);

@@ -2,11 +2,12 @@
 //!
 //! 1. **resolve**: each Harbor receiver's Secret → path and token digest
 //!    (one GET only when the Secret may have changed), every receiver's
-//!    outcome;
-//! 2. **publish**: the ready receivers' routes into the route table (every
-//!    replica);
-//! 3. **report**: on the leader, the status (only when it changes) and the
-//!    transition Events.
+//!    outcome; a path Kargo publishes under its own base path is adopted
+//!    ([`crate::core::status::published_elsewhere`]);
+//! 2. **publish**: the synced receivers' routes into the route table (every
+//!    replica), the adopted paths beside the derived ones;
+//! 3. **report**: on the leader, the status (only when something of ours
+//!    changes; [`crate::core::status`] says what is ours) and the Events.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,10 +23,10 @@ use super::configs::{ConfigResource, Context};
 use super::report;
 use super::secrets::Wanted;
 use crate::core::status::{
-    desired_status, status_patch, transition_events, Observed, ReceiverOutcome,
-    REASON_INVALID_RECEIVER,
+    base_differs_event, desired_status, display_base, kargo_bases, list_writer,
+    published_elsewhere, status_patch, transition_events, HarborOutcome, Observed, SpecReceiver,
 };
-use crate::index::Route;
+use crate::index::{Route, RouteReason};
 use crate::metrics::{KindErrorLabels, KindLabels, ReconcileLabels, ReconcileResult};
 
 /// Why a reconcile must be retried.
@@ -54,23 +55,15 @@ impl ReconcileError {
             ReconcileError::StatusWrite(_) => "status_write",
         }
     }
-
-    /// What the Reconciling condition says is being retried: no error
-    /// detail, so that it is stable across retries.
-    fn retrying(&self) -> String {
-        match self {
-            ReconcileError::SecretRead { secret, .. } => {
-                format!("reading Secret {secret:?} failed")
-            }
-            ReconcileError::StatusWrite(_) => "writing status failed".to_owned(),
-        }
-    }
 }
 
 /// What resolving the receivers found.
 struct Resolved {
-    outcomes: Vec<ReceiverOutcome>,
+    /// Every spec receiver, in spec order, with our Harbor outcomes.
+    spec: Vec<SpecReceiver>,
     routes: Vec<Route>,
+    /// Receivers published under Kargo's base path: (name, Kargo's base).
+    adopted: Vec<(String, String)>,
     /// The first transient error; the reconcile is retried with backoff.
     error: Option<ReconcileError>,
     /// Some Secret is re-read periodically rather than watched.
@@ -79,33 +72,22 @@ struct Resolved {
     reads: usize,
 }
 
-/// Step 1: every receiver's outcome, and the routes of the ready ones.
+/// Step 1: every receiver's outcome, and the routes of the synced ones.
 async fn resolve<K: ConfigResource>(obj: &K, ctx: &Context<K>) -> Resolved {
     let mut resolved = Resolved {
-        outcomes: Vec::new(),
+        spec: Vec::new(),
         routes: Vec::new(),
+        adopted: Vec::new(),
         error: None,
         polled: false,
         reads: 0,
     };
-    if let Some(why) = obj.invalid() {
-        resolved.outcomes.push(ReceiverOutcome::NotReady {
-            name: obj.name_any(),
-            reason: REASON_INVALID_RECEIVER,
-            message: why,
-        });
-        return resolved;
-    }
     let shared = &ctx.shared;
     let scope = obj.scope();
     let secret_ns = obj.secret_namespace(&shared.settings.system_resources_namespace);
     for r in obj.receivers() {
-        let outcome = match r.kind() {
-            ReceiverKind::Harbor(h) if h.secret_ref.name.is_empty() => ReceiverOutcome::NotReady {
-                name: r.name.clone(),
-                reason: REASON_INVALID_RECEIVER,
-                message: format!("receiver {:?}: harbor.secretRef.name is empty", r.name),
-            },
+        let name = r.name.clone();
+        let receiver = match r.kind() {
             ReceiverKind::Harbor(h) => {
                 resolved.polled |= shared.secrets.polled(&secret_ns);
                 let found = shared
@@ -125,31 +107,65 @@ async fn resolve<K: ConfigResource>(obj: &K, ctx: &Context<K>) -> Resolved {
                     });
                 }
                 resolved.routes.extend(found.route);
-                found.outcome
+                SpecReceiver::Harbor {
+                    name,
+                    outcome: found.outcome,
+                }
             }
-            ReceiverKind::Other(kind) => ReceiverOutcome::Skipped {
-                name: r.name.clone(),
-                kind: kind.to_owned(),
-            },
-            ReceiverKind::Missing => ReceiverOutcome::Skipped {
-                name: r.name.clone(),
-                kind: "no kind".to_owned(),
-            },
-            ReceiverKind::Ambiguous(kinds) => ReceiverOutcome::NotReady {
-                name: r.name.clone(),
-                reason: REASON_INVALID_RECEIVER,
-                message: format!(
-                    "receiver {:?}: exactly one receiver kind expected, got {}",
-                    r.name,
-                    kinds.join(", ")
-                ),
-            },
+            // Several types: Kargo picks one by its registration order.
+            ReceiverKind::Other(_) | ReceiverKind::Ambiguous(_) => SpecReceiver::Other { name },
+            ReceiverKind::Missing => SpecReceiver::Untyped { name },
         };
-        resolved.outcomes.push(outcome);
+        resolved.spec.push(receiver);
     }
     let names: Vec<&str> = obj.receivers().iter().map(|r| r.name.as_str()).collect();
     shared.secrets.retain(&scope, &names);
+    adopt_published(obj, ctx, &mut resolved);
     resolved
+}
+
+/// Step 1, end: where status holds one of our receivers under Kargo's base
+/// path, publish Kargo's (with our current hash) and serve it too.
+fn adopt_published<K: ConfigResource>(obj: &K, ctx: &Context<K>, resolved: &mut Resolved) {
+    let shared = &ctx.shared;
+    let current = obj.config_status();
+    let writer = list_writer(
+        obj.meta().managed_fields.as_deref().unwrap_or_default(),
+        crate::NAME,
+    );
+    shared.published.learn(kargo_bases(current));
+    let known = shared.published.known();
+    let our_base = shared.settings.base_url.base_path();
+    for receiver in &mut resolved.spec {
+        let SpecReceiver::Harbor {
+            name,
+            outcome: HarborOutcome::Synced(ours),
+        } = receiver
+        else {
+            continue;
+        };
+        let Some(adoption) = published_elsewhere(current, name, ours, our_base, writer, &known)
+        else {
+            continue;
+        };
+        let extra = resolved
+            .routes
+            .iter()
+            .find(|r| &r.entry.name == name)
+            .map(|r| Route {
+                path: adoption.published.path.clone(),
+                entry: crate::index::ReceiverEntry {
+                    why: RouteReason::PublishedByKargo,
+                    ..r.entry.clone()
+                },
+            });
+        resolved.routes.extend(extra);
+        *ours = adoption.published;
+        shared.published.learn([adoption.kargo_base.clone()]);
+        resolved.adopted.push((name.clone(), adoption.kargo_base));
+    }
+    let keep: Vec<&str> = resolved.adopted.iter().map(|(n, _)| n.as_str()).collect();
+    shared.published.retain(&obj.scope(), &keep);
 }
 
 fn now() -> Time {
@@ -157,31 +173,35 @@ fn now() -> Time {
     Time(Timestamp::from_second(ts.as_second()).unwrap_or(ts))
 }
 
-/// Step 3 (leader only): writes the status if it changed, then the
-/// transition Events. Returns whether it wrote.
+/// Step 3 (leader only): writes the status if something of ours changed,
+/// then the transition Events. Returns whether it wrote.
 async fn report<K: ConfigResource>(
     obj: &K,
     ctx: &Context<K>,
-    outcomes: &[ReceiverOutcome],
-    retrying: Option<&str>,
+    spec: &[SpecReceiver],
 ) -> Result<bool, ReconcileError> {
     let shared = &ctx.shared;
     let current = obj.config_status();
     let observed = Observed {
+        wording: K::WORDING,
         generation: obj.meta().generation,
         refresh: obj
             .annotations()
             .get(kargo_api::REFRESH_ANNOTATION)
             .map(String::as_str),
         current,
-        retrying,
     };
-    let desired = desired_status(&observed, outcomes, &now());
-    let Some(patch) = status_patch(current, &desired, obj.meta().resource_version.as_deref())
-    else {
+    let Some(desired) = desired_status(&observed, spec, &now()) else {
         return Ok(false);
     };
-    let events = transition_events(current, outcomes);
+    let Some(patch) = status_patch(
+        current,
+        &desired.status,
+        obj.meta().resource_version.as_deref(),
+    ) else {
+        return Ok(false);
+    };
+    let events = transition_events(current, spec);
     let api = K::api(shared.client.clone(), obj);
     report::patch_status(&api, &obj.name_any(), &patch)
         .await
@@ -191,8 +211,47 @@ async fn report<K: ConfigResource>(
         .status_writes
         .get_or_create(&KindLabels { kind: K::KIND })
         .inc();
+    if !desired.judged {
+        tracing::debug!("conditions left to Kargo: some receiver is not ours to judge");
+    }
     report::publish_events(&shared.recorder, obj, events).await;
     Ok(true)
+}
+
+/// Says once per receiver and change that it is published under Kargo's
+/// base path: a log line naming both base paths, the metric, and (leader)
+/// a Warning Event.
+async fn notice_adopted<K: ConfigResource>(
+    obj: &K,
+    ctx: &Context<K>,
+    adopted: &[(String, String)],
+) {
+    let shared = &ctx.shared;
+    let our_base = shared.settings.base_url.base_path();
+    let leader = shared.leadership.is_leader();
+    let mut events = Vec::new();
+    for (name, kargo_base) in adopted {
+        let notice = shared
+            .published
+            .notice(&obj.scope(), name, kargo_base, leader);
+        if notice.report {
+            shared
+                .metrics
+                .published_base_differs
+                .get_or_create(&KindLabels { kind: K::KIND })
+                .inc();
+            tracing::warn!(
+                receiver = %name,
+                our_base_path = display_base(our_base),
+                kargo_base_path = display_base(kargo_base),
+                "Harbor receiver published under Kargo's base path (EXTERNAL_WEBHOOK_SERVER_BASE_URL differs from --base-url): keeping Kargo's, serving both"
+            );
+        }
+        if notice.event {
+            events.push(base_differs_event(name, our_base, kargo_base));
+        }
+    }
+    report::publish_events(&shared.recorder, obj, events).await;
 }
 
 /// `Kind/namespace/name` of a config, for logs.
@@ -213,23 +272,30 @@ pub async fn reconcile<K: ConfigResource>(
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     let shared = &ctx.shared;
+    if let Some(why) = obj.invalid() {
+        // Kargo never writes such a config either.
+        tracing::warn!("{why}");
+        ctx.reconciled(obj.as_ref());
+        return Ok(Action::requeue(shared.settings.resync_interval));
+    }
     let Resolved {
-        outcomes,
+        spec,
         routes,
+        adopted,
         mut error,
         polled,
         reads,
     } = resolve(obj.as_ref(), &ctx).await;
 
-    if obj.invalid().is_none() && ctx.publish(obj.as_ref(), routes) {
+    if ctx.publish(obj.as_ref(), routes) {
         tracing::info!("routes updated");
     }
     ctx.reconciled(obj.as_ref());
+    notice_adopted(obj.as_ref(), &ctx, &adopted).await;
 
     let mut wrote = false;
     if shared.leadership.is_leader() {
-        let retrying = error.as_ref().map(ReconcileError::retrying);
-        match report(obj.as_ref(), &ctx, &outcomes, retrying.as_deref()).await {
+        match report(obj.as_ref(), &ctx, &spec).await {
             Ok(w) => wrote = w,
             Err(e) => {
                 error.get_or_insert(e);
@@ -237,9 +303,15 @@ pub async fn reconcile<K: ConfigResource>(
         }
     }
 
-    let not_ready = outcomes
-        .iter()
-        .any(|o| matches!(o, ReceiverOutcome::NotReady { .. }));
+    let not_ready = spec.iter().any(|r| {
+        matches!(
+            r,
+            SpecReceiver::Harbor {
+                outcome: HarborOutcome::Failed { .. },
+                ..
+            }
+        )
+    });
     let result = match (&error, not_ready) {
         (Some(_), _) => ReconcileResult::Error,
         (None, true) => ReconcileResult::NotReady,
@@ -337,6 +409,24 @@ mod tests {
         check: fn(&Value),
     }
 
+    /// The status PATCH (its body handed to `check`), answered with `pc`.
+    fn status_write(pc: &ProjectConfig, check: fn(&Value)) -> Call {
+        Call {
+            check,
+            ..call(
+                Method::PATCH,
+                STATUS,
+                200,
+                serde_json::to_value(pc).unwrap(),
+            )
+        }
+    }
+
+    /// The spec of [`project_config`]: one Harbor receiver.
+    fn harbor_receivers() -> Value {
+        json!([{"name": "harbor-wh-receiver", "harbor": {"secretRef": {"name": "harbor-wh-secret"}}}])
+    }
+
     fn call(method: Method, path: &str, status: u16, answer: Value) -> Call {
         Call {
             method,
@@ -387,14 +477,19 @@ mod tests {
     }
 
     fn project_config(status: Value) -> ProjectConfig {
+        config_with(harbor_receivers(), status, json!([]))
+    }
+
+    /// The ProjectConfig `kargo-demo` with `receivers`, `status` and
+    /// `managedFields`.
+    fn config_with(receivers: Value, status: Value, managed_fields: Value) -> ProjectConfig {
         serde_json::from_value(json!({
             "apiVersion": "kargo.akuity.io/v1alpha1",
             "kind": "ProjectConfig",
             "metadata": {"name": "kargo-demo", "namespace": "kargo-demo", "uid": "u1",
-                         "generation": 1, "resourceVersion": "7"},
-            "spec": {"webhookReceivers": [
-                {"name": "harbor-wh-receiver", "harbor": {"secretRef": {"name": "harbor-wh-secret"}}}
-            ]},
+                         "generation": 1, "resourceVersion": "7",
+                         "managedFields": managed_fields},
+            "spec": {"webhookReceivers": receivers},
             "status": status,
         }))
         .unwrap()
@@ -422,7 +517,8 @@ mod tests {
 
     fn not_found() -> Value {
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-               "reason": "NotFound", "code": 404, "message": "not found"})
+               "reason": "NotFound", "code": 404,
+               "message": "secrets \"harbor-wh-secret\" not found"})
     }
 
     const SECRET: &str = "/api/v1/namespaces/kargo-demo/secrets/harbor-wh-secret";
@@ -466,28 +562,29 @@ mod tests {
             pc.clone(),
             vec![
                 call(Method::GET, SECRET, 200, secret("test-auth-token-123")),
-                Call {
-                    check: |sent| {
-                        let status = &sent["status"];
-                        assert_eq!(status["webhookReceivers"][0]["path"], VECTOR_PATH);
-                        assert_eq!(
-                            status["webhookReceivers"][0]["url"],
-                            format!("https://webhooks.example.com{VECTOR_PATH}")
-                        );
-                        assert_eq!(status["conditions"][0]["type"], "Ready");
-                        assert_eq!(status["conditions"][0]["status"], "True");
-                        assert_eq!(status["observedGeneration"], 1);
-                        // Conditional on what was read: a concurrent writer's
-                        // change is never lost.
-                        assert_eq!(sent["metadata"]["resourceVersion"], "7");
-                    },
-                    ..call(
-                        Method::PATCH,
-                        STATUS,
-                        200,
-                        serde_json::to_value(&pc).unwrap(),
-                    )
-                },
+                status_write(&pc, |sent| {
+                    let status = &sent["status"];
+                    assert_eq!(status["webhookReceivers"][0]["path"], VECTOR_PATH);
+                    assert_eq!(
+                        status["webhookReceivers"][0]["url"],
+                        format!("https://webhooks.example.com{VECTOR_PATH}")
+                    );
+                    // Kargo's words, byte for byte.
+                    let ready = &status["conditions"][0];
+                    assert_eq!(ready["type"], "Ready");
+                    assert_eq!(ready["status"], "True");
+                    assert_eq!(ready["reason"], "Synced");
+                    assert_eq!(
+                        ready["message"],
+                        "ProjectConfig is synced and ready for use"
+                    );
+                    assert_eq!(ready["observedGeneration"], 1);
+                    assert_eq!(status["conditions"].as_array().unwrap().len(), 1);
+                    assert_eq!(status["observedGeneration"], 1);
+                    // Conditional on what was read: a concurrent writer's
+                    // change is never lost.
+                    assert_eq!(sent["metadata"]["resourceVersion"], "7");
+                }),
                 call(Method::POST, EVENTS, 201, json!({})),
             ],
         )
@@ -498,24 +595,29 @@ mod tests {
             .is_some_and(|e| e.token.verify(b"test-auth-token-123")));
     }
 
-    #[tokio::test]
-    async fn a_status_that_already_says_so_is_not_written() {
-        let desired = json!({
+    /// What Kargo writes for the one-receiver config.
+    fn kargo_status(receivers: Value) -> Value {
+        json!({
             "conditions": [{
                 "type": "Ready", "status": "True", "reason": "Synced",
-                "message": "1 Harbor webhook receiver(s) ready",
+                "message": "ProjectConfig is synced and ready for use",
                 "observedGeneration": 1,
                 "lastTransitionTime": "2026-11-29T00:00:00Z",
             }],
             "observedGeneration": 1,
-            "webhookReceivers": [{
-                "name": "harbor-wh-receiver", "path": VECTOR_PATH,
-                "url": format!("https://webhooks.example.com{VECTOR_PATH}"),
-            }],
-        });
-        // Then with that status in place: one Secret read, no write.
+            "webhookReceivers": receivers,
+        })
+    }
+
+    fn vector_entry() -> Value {
+        json!({"name": "harbor-wh-receiver", "path": VECTOR_PATH,
+               "url": format!("https://webhooks.example.com{VECTOR_PATH}")})
+    }
+
+    #[tokio::test]
+    async fn a_status_as_kargo_writes_it_is_not_written() {
         let (wrong, _) = reconcile_against(
-            project_config(desired),
+            project_config(kargo_status(json!([vector_entry()]))),
             vec![call(
                 Method::GET,
                 SECRET,
@@ -528,30 +630,158 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_secret_is_reported_and_routes_nothing() {
+    async fn a_github_only_config_gets_no_request_at_all() {
+        let gh = json!({"name": "gh", "path": "/github/abc", "url": "https://x/github/abc"});
+        for status in [Value::Null, kargo_status(json!([gh]))] {
+            let pc = config_with(
+                json!([{"name": "gh", "github": {"secretRef": {"name": "gh-secret"}}}]),
+                status,
+                json!([]),
+            );
+            let (wrong, routes) = reconcile_against(pc, vec![]).await;
+            assert!(wrong.is_empty(), "{wrong:?}");
+            assert!(routes.load().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_github_entry_keeps_its_value_and_place() {
+        let gh = json!({"name": "gh", "path": "/github/abc", "url": "https://x/github/abc"});
+        let pc = config_with(
+            json!([
+                {"name": "gh", "github": {"secretRef": {"name": "gh-secret"}}},
+                {"name": "harbor-wh-receiver", "harbor": {"secretRef": {"name": "harbor-wh-secret"}}},
+            ]),
+            kargo_status(json!([gh])),
+            json!([]),
+        );
+        let (wrong, _) = reconcile_against(
+            pc.clone(),
+            vec![
+                call(Method::GET, SECRET, 200, secret("test-auth-token-123")),
+                status_write(&pc, |sent| {
+                    // Only the list changed; Kargo's entry first, as in the spec.
+                    let keys: Vec<&String> = sent["status"].as_object().unwrap().keys().collect();
+                    assert_eq!(keys, ["webhookReceivers"]);
+                    let list = &sent["status"]["webhookReceivers"];
+                    assert_eq!(
+                        list[0],
+                        json!({"name": "gh", "path": "/github/abc", "url": "https://x/github/abc"})
+                    );
+                    assert_eq!(list[1]["path"], VECTOR_PATH);
+                    assert_eq!(list.as_array().unwrap().len(), 2);
+                }),
+                call(Method::POST, EVENTS, 201, json!({})),
+            ],
+        )
+        .await;
+        assert!(wrong.is_empty(), "{wrong:?}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_is_reported_in_kargos_words() {
         let (wrong, routes) = reconcile_against(
             project_config(Value::Null),
             vec![
                 call(Method::GET, SECRET, 404, not_found()),
-                Call {
-                    check: |sent| {
-                        let ready = &sent["status"]["conditions"][0];
-                        assert_eq!(ready["status"], "False");
-                        assert_eq!(ready["reason"], "SecretNotFound");
-                        assert_eq!(sent["status"]["webhookReceivers"], json!([]));
-                    },
-                    ..call(
-                        Method::PATCH,
-                        STATUS,
-                        200,
-                        serde_json::to_value(project_config(Value::Null)).unwrap(),
-                    )
-                },
+                status_write(&project_config(Value::Null), |sent| {
+                    let status = &sent["status"];
+                    let types: Vec<&str> = status["conditions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["type"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(types, ["Reconciling", "Ready"]);
+                    let reconciling = &status["conditions"][0];
+                    assert_eq!(reconciling["reason"], "SyncingWebhooks");
+                    assert_eq!(reconciling["message"], "Syncing WebhookReceivers");
+                    let ready = &status["conditions"][1];
+                    assert_eq!(ready["status"], "False");
+                    assert_eq!(ready["reason"], "SyncWebhookReceiversFailed");
+                    assert_eq!(
+                        ready["message"],
+                        "Failed to sync WebhookReceivers: error syncing WebhookReceiver \
+                             \"harbor-wh-receiver\": error getting Secret \"harbor-wh-secret\" \
+                             in namespace \"kargo-demo\": secrets \"harbor-wh-secret\" not found"
+                    );
+                    // Nothing synced: no list, no observedGeneration.
+                    assert!(status.get("webhookReceivers").is_none());
+                    assert!(status.get("observedGeneration").is_none());
+                }),
                 call(Method::POST, EVENTS, 201, json!({})),
             ],
         )
         .await;
         assert!(wrong.is_empty(), "{wrong:?}");
         assert!(routes.load().is_empty());
+    }
+
+    const KARGO_PATH: &str =
+        "/kargo/harbor/17a7336dba364e59970fc2dc40e1f49e7bfd68f8176f67dcd39e28f323a992ec";
+
+    fn kargo_entry() -> Value {
+        json!({"name": "harbor-wh-receiver", "path": KARGO_PATH,
+               "url": format!("https://kargo.example.com{KARGO_PATH}")})
+    }
+
+    fn list_owner(manager: &str) -> Value {
+        json!([{"manager": manager, "operation": "Update", "subresource": "status",
+                "apiVersion": "kargo.akuity.io/v1alpha1", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:status": {".": {}, "f:webhookReceivers": {}}}}])
+    }
+
+    #[tokio::test]
+    async fn kargos_base_path_is_kept_served_and_warned_about() {
+        let pc = config_with(
+            harbor_receivers(),
+            kargo_status(json!([kargo_entry()])),
+            list_owner("kargo"),
+        );
+        let (wrong, routes) = reconcile_against(
+            pc,
+            vec![
+                call(Method::GET, SECRET, 200, secret("test-auth-token-123")),
+                // No status write: the Warning Event only.
+                Call {
+                    check: |sent| {
+                        assert_eq!(sent["reason"], "PublishedBaseDiffers");
+                        assert_eq!(sent["type"], "Warning");
+                    },
+                    ..call(Method::POST, EVENTS, 201, json!({}))
+                },
+            ],
+        )
+        .await;
+        assert!(wrong.is_empty(), "{wrong:?}");
+        let table = routes.load();
+        assert_eq!(table.paths(), [KARGO_PATH, VECTOR_PATH].into());
+        let kargo = routes.lookup(KARGO_PATH).unwrap();
+        assert_eq!(kargo.why, RouteReason::PublishedByKargo);
+        assert!(kargo.token.verify(b"test-auth-token-123") && !kargo.token.verify(b"x"));
+    }
+
+    #[tokio::test]
+    async fn our_own_earlier_base_path_is_replaced() {
+        // The list was last set by us, and nothing says `/kargo` is Kargo's:
+        // it is what we published under an earlier --base-url.
+        let pc = config_with(
+            harbor_receivers(),
+            kargo_status(json!([kargo_entry()])),
+            list_owner(crate::NAME),
+        );
+        let (wrong, routes) = reconcile_against(
+            pc.clone(),
+            vec![
+                call(Method::GET, SECRET, 200, secret("test-auth-token-123")),
+                status_write(&pc, |sent| {
+                    assert_eq!(sent["status"]["webhookReceivers"], json!([vector_entry()]));
+                }),
+                call(Method::POST, EVENTS, 201, json!({})),
+            ],
+        )
+        .await;
+        assert!(wrong.is_empty(), "{wrong:?}");
+        assert_eq!(routes.load().paths(), [VECTOR_PATH].into());
     }
 }

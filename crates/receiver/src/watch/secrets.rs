@@ -33,12 +33,9 @@ use kube::{Api, Client};
 
 use crate::config::SecretAccess;
 use crate::core::receiver_path::{receiver_path, BaseUrl};
-use crate::core::status::{
-    ReceiverOutcome, REASON_SECRET_FORBIDDEN, REASON_SECRET_KEY_MISSING, REASON_SECRET_NOT_FOUND,
-    REASON_SECRET_READ_FAILED,
-};
+use crate::core::status::{go_quote, HarborOutcome, Published};
 use crate::core::token::TokenDigest;
-use crate::index::{ReceiverEntry, Route, Scope};
+use crate::index::{ReceiverEntry, Route, RouteReason, Scope};
 
 /// The key holding the Harbor auth header.
 pub const AUTH_HEADER_KEY: &str = "auth-header";
@@ -117,10 +114,13 @@ enum Derived {
         path: String,
         token: TokenDigest,
     },
-    NotReady {
-        reason: &'static str,
-        message: String,
+    /// Kargo leaves the receiver out, for this cause (its words).
+    Failed {
+        cause: String,
     },
+    /// We may not read it (RBAC), or could not: Kargo may; not ours to
+    /// judge.
+    Unjudged,
 }
 
 #[derive(Clone, Debug)]
@@ -146,7 +146,7 @@ pub struct Wanted<'a> {
 /// What resolving a receiver gave.
 pub struct Resolved {
     /// For the status.
-    pub outcome: ReceiverOutcome,
+    pub outcome: HarborOutcome,
     /// For the route table (ready receivers only).
     pub route: Option<Route>,
     /// A transient read error (the previous result, if any, is kept).
@@ -205,6 +205,18 @@ impl SecretReader {
             wanted.secret_namespace.to_owned(),
             wanted.secret_name.to_owned(),
         );
+        let cause_prefix = format!(
+            "error getting Secret {} in namespace {}",
+            go_quote(wanted.secret_name),
+            go_quote(wanted.secret_namespace)
+        );
+        if let Some(problem) = invalid_name(wanted.secret_name) {
+            // client-go refuses the request before sending it; so do we.
+            let derived = Derived::Failed {
+                cause: format!("{cause_prefix}: {problem}"),
+            };
+            return self.resolved(wanted, derived, None, false);
+        }
         let cached = self.lock().get(&key).cloned();
         if self.mode == SecretAccess::Watch {
             if let (Some(rv), Some(c)) = (
@@ -218,40 +230,32 @@ impl SecretReader {
             }
         }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), wanted.secret_namespace);
-        let label = format!("{}/{}", wanted.secret_namespace, wanted.secret_name);
-        let (resource_version, derived) = match api.get_opt(wanted.secret_name).await {
-            Ok(Some(s)) => {
+        let (resource_version, derived) = match api.get(wanted.secret_name).await {
+            Ok(s) => {
                 let rv = s.metadata.resource_version.clone();
-                (rv, self.derive(wanted, &label, &s))
+                (rv, self.derive(wanted, &s))
             }
-            Ok(None) => (
+            // The API server's own message, as Kargo quotes it.
+            Err(kube::Error::Api(s)) if s.code == 404 => (
                 None,
-                Derived::NotReady {
-                    reason: REASON_SECRET_NOT_FOUND,
-                    message: format!("receiver {:?}: Secret {label:?} not found", wanted.name),
+                Derived::Failed {
+                    cause: format!("{cause_prefix}: {}", s.message),
                 },
             ),
-            Err(kube::Error::Api(s)) if s.code == 403 => (
-                None,
-                Derived::NotReady {
-                    reason: REASON_SECRET_FORBIDDEN,
-                    message: format!(
-                        "receiver {:?}: not allowed to read Secret {label:?}",
-                        wanted.name
-                    ),
-                },
-            ),
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                tracing::warn!(
+                    receiver = wanted.name,
+                    secret = %format!("{}/{}", wanted.secret_namespace, wanted.secret_name),
+                    "not allowed to read the receiver's Secret: not served; its status is left to Kargo"
+                );
+                (None, Derived::Unjudged)
+            }
             Err(e) => {
-                // Transient: keep serving what we had, retry with backoff.
+                // Transient: keep serving what we had, retry with backoff;
+                // with nothing to keep, the status is left as it is.
                 let derived = match cached {
                     Some(c) if c.secret == secret => c.derived,
-                    _ => Derived::NotReady {
-                        reason: REASON_SECRET_READ_FAILED,
-                        message: format!(
-                            "receiver {:?}: cannot read Secret {label:?} (retrying)",
-                            wanted.name
-                        ),
-                    },
+                    _ => Derived::Unjudged,
                 };
                 return self.resolved(wanted, derived, Some(e), true);
             }
@@ -267,32 +271,21 @@ impl SecretReader {
         self.resolved(wanted, derived, None, true)
     }
 
-    fn derive(&self, wanted: &Wanted<'_>, label: &str, secret: &Secret) -> Derived {
+    /// Kargo's Harbor rule: the `auth-header` key of `data`, any value
+    /// (empty included: Kargo publishes it; every request is then 401).
+    fn derive(&self, wanted: &Wanted<'_>, secret: &Secret) -> Derived {
         let value = secret
             .data
             .as_ref()
             .and_then(|d| d.get(AUTH_HEADER_KEY))
-            .map(|b| b.0.as_slice())
-            .or_else(|| {
-                secret
-                    .string_data
-                    .as_ref()
-                    .and_then(|d| d.get(AUTH_HEADER_KEY))
-                    .map(String::as_bytes)
-            });
+            .map(|b| b.0.as_slice());
         match value {
-            None => Derived::NotReady {
-                reason: REASON_SECRET_KEY_MISSING,
-                message: format!(
-                    "receiver {:?}: Secret {label:?} has no key {AUTH_HEADER_KEY:?}",
-                    wanted.name
-                ),
-            },
-            Some([]) => Derived::NotReady {
-                reason: REASON_SECRET_KEY_MISSING,
-                message: format!(
-                    "receiver {:?}: key {AUTH_HEADER_KEY:?} of Secret {label:?} is empty",
-                    wanted.name
+            None => Derived::Failed {
+                cause: format!(
+                    "error extracting secret values from Secret {} in namespace {}: missing data key {} for Harbor WebhookReceiver",
+                    go_quote(wanted.secret_name),
+                    go_quote(wanted.secret_namespace),
+                    go_quote(AUTH_HEADER_KEY)
                 ),
             },
             Some(bytes) => Derived::Ready {
@@ -309,37 +302,56 @@ impl SecretReader {
         error: Option<kube::Error>,
         read: bool,
     ) -> Resolved {
-        let name = wanted.name.to_owned();
-        match derived {
-            Derived::Ready { path, token } => Resolved {
-                outcome: ReceiverOutcome::Ready {
-                    name: name.clone(),
+        let (outcome, route) = match derived {
+            Derived::Ready { path, token } => (
+                HarborOutcome::Synced(Published {
                     url: self.base_url.url_for(&path),
                     path: path.clone(),
-                },
-                route: Some(Route {
+                }),
+                Some(Route {
                     path,
                     entry: ReceiverEntry {
                         scope: wanted.scope.clone(),
-                        name,
+                        name: wanted.name.to_owned(),
                         token,
+                        why: RouteReason::Current,
                     },
                 }),
-                error,
-                read,
-            },
-            Derived::NotReady { reason, message } => Resolved {
-                outcome: ReceiverOutcome::NotReady {
-                    name,
-                    reason,
-                    message,
-                },
-                route: None,
-                error,
-                read,
-            },
+            ),
+            Derived::Failed { cause } => (HarborOutcome::Failed { cause }, None),
+            Derived::Unjudged => (HarborOutcome::Unknown, None),
+        };
+        Resolved {
+            outcome,
+            route,
+            error,
+            read,
         }
     }
+}
+
+/// What client-go's request validation says about a Secret name
+/// (`resource name may not be empty`, `IsValidPathSegmentName`).
+fn invalid_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("resource name may not be empty".to_owned());
+    }
+    let problems: Vec<&str> = match name {
+        "." => vec!["may not be '.'"],
+        ".." => vec!["may not be '..'"],
+        _ => [('/', "may not contain '/'"), ('%', "may not contain '%'")]
+            .into_iter()
+            .filter(|(c, _)| name.contains(*c))
+            .map(|(_, p)| p)
+            .collect(),
+    };
+    (!problems.is_empty()).then(|| {
+        format!(
+            "invalid resource name {}: [{}]",
+            go_quote(name),
+            problems.join(" ")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -348,17 +360,31 @@ mod tests {
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 
-    #[tokio::test]
-    async fn a_token_that_is_not_utf8_gets_kargos_path() {
+    /// A reader whose client is never contacted (`derive` does no I/O).
+    fn offline_reader() -> (crate::config::Config, SecretReader) {
         let config = crate::testing::config(&["--base-url", "https://h"]);
-        // Never contacted: `derive` does no I/O.
-        let client = crate::testing::offline_client();
         let reader = SecretReader::new(
-            client,
+            crate::testing::offline_client(),
             config.secret_access,
             config.base_url.clone(),
             SecretStores::default(),
         );
+        (config, reader)
+    }
+
+    /// Receiver `r` of project `p`, Secret `p/s`.
+    fn wanted(scope: &Scope) -> Wanted<'_> {
+        Wanted {
+            scope,
+            name: "r",
+            secret_namespace: "p",
+            secret_name: "s",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_that_is_not_utf8_gets_kargos_path() {
+        let (config, reader) = offline_reader();
         let token = b"tok\xffen".to_vec();
         let secret = Secret {
             data: Some(BTreeMap::from([(
@@ -368,13 +394,8 @@ mod tests {
             ..Secret::default()
         };
         let scope = Scope::project_of("p");
-        let wanted = Wanted {
-            scope: &scope,
-            name: "r",
-            secret_namespace: "p",
-            secret_name: "s",
-        };
-        match reader.derive(&wanted, "p/s", &secret) {
+        let wanted = wanted(&scope);
+        match reader.derive(&wanted, &secret) {
             Derived::Ready {
                 path,
                 token: digest,
@@ -392,6 +413,53 @@ mod tests {
                 assert!(digest.verify(&token));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn kargos_harbor_rule_for_the_secret_and_its_name() {
+        let (config, reader) = offline_reader();
+        let scope = Scope::project_of("p");
+        let wanted = wanted(&scope);
+        let with = |data: &[(&str, &[u8])]| Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        // An empty value is accepted, as Kargo accepts it.
+        match reader.derive(&wanted, &with(&[(AUTH_HEADER_KEY, b"")])) {
+            Derived::Ready { path, .. } => {
+                assert_eq!(path, receiver_path(&config.base_url, "p", "r", b""))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another key only: Kargo's cause, byte for byte.
+        match reader.derive(&wanted, &with(&[("secret", b"x")])) {
+            Derived::Failed { cause } => assert_eq!(
+                cause,
+                "error extracting secret values from Secret \"s\" in namespace \"p\": \
+                 missing data key \"auth-header\" for Harbor WebhookReceiver"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // client-go's validation of the name, before any request.
+        let cases = [
+            ("", Some("resource name may not be empty")),
+            (
+                "a/b%",
+                Some("invalid resource name \"a/b%\": [may not contain '/' may not contain '%']"),
+            ),
+            (
+                "..",
+                Some("invalid resource name \"..\": [may not be '..']"),
+            ),
+            ("ok", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(invalid_name(name).as_deref(), want, "{name:?}");
         }
     }
 }
