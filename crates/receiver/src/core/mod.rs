@@ -12,10 +12,10 @@
 //!   patch that gets there.
 
 pub mod harbor;
-pub mod interner;
+pub(crate) mod interner;
 pub mod receiver_path;
 pub mod repository;
 pub(crate) mod status;
-pub mod tag_regex;
+pub(crate) mod tag_regex;
 pub mod tags;
 pub mod token;

@@ -75,7 +75,9 @@ impl Keyed for TagRegex {
 impl TagRegex {
     /// Parses `pattern` as `regex::Regex::new` would.
     pub fn parse(pattern: &str) -> Result<TagRegex, Box<regex_syntax::Error>> {
-        let hir = regex_syntax::Parser::new().parse(pattern).map_err(Box::new)?;
+        let hir = regex_syntax::Parser::new()
+            .parse(pattern)
+            .map_err(Box::new)?;
         let matcher = literal(&hir).unwrap_or(Matcher::Regex);
         let compiles = match matcher {
             Matcher::Literal { .. } => COMPILES,
@@ -87,11 +89,6 @@ impl TagRegex {
             compiles: AtomicU8::new(compiles),
             pinned: OnceLock::new(),
         })
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.source
     }
 
     /// Whether the pattern can be evaluated: false for a pattern too large
