@@ -34,7 +34,7 @@ deny: ## cargo deny check: advisories, licences, duplicate and banned crates, so
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: ## Criterion benchmark of the per-request hot path
+bench: ## Criterion benchmarks: the request hot path, the index at 1,000-100,000 Warehouses
 	$(CARGO) bench -p kargo-harbor-receiver --bench hot_path
 
 demo: ## Local demo: emulated API server, the receiver, a Harbor push

@@ -8,8 +8,9 @@
 //! - net bytes per Warehouse: (RSS − RSS of the same binary ready with no
 //!   seeded Warehouse) / Warehouses, and the same for the peak;
 //! - p50/p99 of a push matching one Warehouse (one refresh PATCH each, sent
-//!   one after another) beside p50/p99 of the same PATCH sent straight to
-//!   the emulator.
+//!   one after another) beside p50/p99 of the same merge PATCH sent straight
+//!   to the emulator, by a bare hyper client and by a kube-rs client (what
+//!   the receiver uses).
 //!
 //! With `--after-ready` the Warehouses are created once the receiver is
 //! ready instead, so each arrives as a watch event (one index update each),
@@ -62,6 +63,7 @@ struct Run {
     memory: Memory,
     push: Latencies,
     patch: Latencies,
+    kube_patch: Latencies,
 }
 
 #[derive(Clone, Copy)]
@@ -152,11 +154,13 @@ async fn measure(
         );
     }
     let patch = patch_round_trips(&http, cluster, args.pushes).await?;
+    let kube_patch = kube_patch_round_trips(cluster, args.pushes).await?;
     Ok(Run {
         ready,
         memory,
         push: Latencies::of(pushes),
         patch,
+        kube_patch,
     })
 }
 
@@ -214,6 +218,43 @@ async fn patch_round_trips(
     Ok(Latencies::of(samples))
 }
 
+/// The refresh PATCH through kube-rs (`Api::patch`, merge patch, the
+/// answer deserialised), one after another.
+async fn kube_patch_round_trips(cluster: &Cluster, count: usize) -> anyhow::Result<Latencies> {
+    use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+    let kubeconfig = kube::config::Kubeconfig::read_from(cluster.kubeconfig())?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    let resource = ApiResource {
+        group: "kargo.akuity.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "kargo.akuity.io/v1alpha1".into(),
+        kind: "Warehouse".into(),
+        plural: "warehouses".into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        kube::Client::try_from(config)?,
+        bench::cluster::PROJECT,
+        &resource,
+    );
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        let patch = serde_json::json!({"metadata": {"annotations": {"bench.example.com/kube": i.to_string()}}});
+        let sent = Instant::now();
+        api.patch(
+            bench::cluster::TARGET,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        samples.push(sent.elapsed());
+    }
+    Ok(Latencies::of(samples))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -226,7 +267,7 @@ async fn main() -> anyhow::Result<()> {
         .context("idle run")?;
     drop(cluster);
     println!(
-        "idle (1 Warehouse): ready {:.2} s, RSS {} MiB, peak {} MiB; matched push p50/p99 {}/{} ms, direct PATCH {}/{} ms",
+        "idle (1 Warehouse): ready {:.2} s, RSS {} MiB, peak {} MiB; matched push p50/p99 {}/{} ms, direct PATCH {}/{} ms (kube-rs {}/{} ms)",
         idle.ready.as_secs_f64(),
         mib(idle.memory.rss),
         mib(idle.memory.peak),
@@ -234,6 +275,8 @@ async fn main() -> anyhow::Result<()> {
         ms(idle.push.p99),
         ms(idle.patch.p50),
         ms(idle.patch.p99),
+        ms(idle.kube_patch.p50),
+        ms(idle.kube_patch.p99),
     );
     println!();
     let ready = if args.after_ready {
@@ -241,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "ready (s)"
     };
-    println!("| Warehouses | shape | {ready} | RSS (MiB) | net B/Warehouse | peak RSS (MiB) | net peak B/Warehouse | matched push p50/p99 (ms) | direct PATCH p50/p99 (ms) |");
+    println!("| Warehouses | shape | {ready} | RSS (MiB) | net B/Warehouse | peak RSS (MiB) | net peak B/Warehouse | matched push p50/p99 (ms) | PATCH p50/p99 (ms): hyper, kube-rs |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for &size in &args.sizes {
         for &shape in &args.shapes {
@@ -258,7 +301,7 @@ async fn main() -> anyhow::Result<()> {
             drop(cluster);
             let net = |now: u64, idle: u64| (now as f64 - idle as f64) / size as f64;
             println!(
-                "| {size} | {shape} | {:.2} | {} | {:.0} | {} | {:.0} | {}/{} | {}/{} |",
+                "| {size} | {shape} | {:.2} | {} | {:.0} | {} | {:.0} | {}/{} | {}/{}, {}/{} |",
                 run.ready.as_secs_f64(),
                 mib(run.memory.rss),
                 net(run.memory.rss, idle.memory.rss),
@@ -268,6 +311,8 @@ async fn main() -> anyhow::Result<()> {
                 ms(run.push.p99),
                 ms(run.patch.p50),
                 ms(run.patch.p99),
+                ms(run.kube_patch.p50),
+                ms(run.kube_patch.p99),
             );
         }
     }
