@@ -9,6 +9,11 @@
 //! Warehouse (one refresh PATCH to the emulator each, coalesced) are driven
 //! once, for their latency.
 //!
+//! Beside throughput, each run reports the server's CPU time per request
+//! (all its threads, from `/proc`): on a machine shared with other work
+//! throughput swings from run to run, CPU per request much less, so its
+//! ratio tells whether a change made the request path cheaper.
+//!
 //! `bash hack/bench/load.sh [--rounds 5] [--duration 5s] [--connections 32]`
 
 use std::net::SocketAddr;
@@ -56,8 +61,11 @@ struct Args {
 #[derive(Clone, Copy, Debug)]
 struct Measured {
     requests_per_second: f64,
+    requests: u64,
     p50: f64,
     p99: f64,
+    /// Server CPU microseconds per request.
+    cpu_us: f64,
 }
 
 /// wrk's script: POST with the body and Authorization header from the
@@ -75,7 +83,22 @@ struct Wrk<'a> {
 }
 
 impl Wrk<'_> {
-    fn run(&self, url: &str, token: &str, body: &str) -> anyhow::Result<Measured> {
+    /// Runs wrk against `server` at `url`.
+    fn run(
+        &self,
+        server: &Program,
+        url: &str,
+        token: &str,
+        body: &str,
+    ) -> anyhow::Result<Measured> {
+        let cpu_before = server.cpu_time()?;
+        let mut measured = self.run_wrk(url, token, body)?;
+        let cpu = server.cpu_time()?.saturating_sub(cpu_before);
+        measured.cpu_us = cpu.as_secs_f64() * 1e6 / measured.requests.max(1) as f64;
+        Ok(measured)
+    }
+
+    fn run_wrk(&self, url: &str, token: &str, body: &str) -> anyhow::Result<Measured> {
         let duration = format!("{}s", self.args.duration.as_secs().max(1));
         let output = Command::new(&self.args.wrk)
             .arg(format!("-t{}", self.args.threads))
@@ -112,8 +135,14 @@ fn parse_wrk(text: &str) -> Option<Measured> {
             .map(str::trim)
     };
     let requests_per_second = value_after("Requests/sec:")?.parse().ok()?;
+    let requests = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())?;
     Some(Measured {
         requests_per_second,
+        requests,
+        cpu_us: 0.0,
         p50: latency_ms(value_after("50%")?)?,
         p99: latency_ms(value_after("99%")?)?,
     })
@@ -140,8 +169,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn line(what: &str, m: Measured) -> String {
     format!(
-        "{what:<28} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms",
-        m.requests_per_second, m.p50, m.p99
+        "{what:<28} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  {:>5.1} µs CPU/req",
+        m.requests_per_second, m.p50, m.p99, m.cpu_us
     )
 }
 
@@ -216,8 +245,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let cluster = Cluster::start().await?;
-    let (_receiver, _baseline, url, bare_url) =
-        start(&receiver_bin, &baseline_bin, &cluster).await?;
+    let (receiver, baseline, url, bare_url) = start(&receiver_bin, &baseline_bin, &cluster).await?;
     let wrong = format!("wrong-{TOKEN}");
     let nothing = push_matching_nothing();
     let one = push_matching_one();
@@ -247,12 +275,14 @@ async fn main() -> anyhow::Result<()> {
         args.rounds
     );
     let (mut reject_ratios, mut nothing_ratios) = (Vec::new(), Vec::new());
+    let (mut reject_cpu, mut nothing_cpu) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds {
-        let before = wrk.run(&bare_url, &wrong, &one)?;
-        let reject = wrk.run(&url, &wrong, &one)?;
-        let no_match = wrk.run(&url, TOKEN, &nothing)?;
-        let after = wrk.run(&bare_url, &wrong, &one)?;
+        let before = wrk.run(&baseline, &bare_url, &wrong, &one)?;
+        let reject = wrk.run(&receiver, &url, &wrong, &one)?;
+        let no_match = wrk.run(&receiver, &url, TOKEN, &nothing)?;
+        let after = wrk.run(&baseline, &bare_url, &wrong, &one)?;
         let base = (before.requests_per_second + after.requests_per_second) / 2.0;
+        let base_cpu = (before.cpu_us + after.cpu_us) / 2.0;
         let (r, n) = (
             reject.requests_per_second / base,
             no_match.requests_per_second / base,
@@ -267,14 +297,21 @@ async fn main() -> anyhow::Result<()> {
         println!("  {}", line("bare hyper (401)", after));
         reject_ratios.push(r);
         nothing_ratios.push(n);
+        reject_cpu.push(base_cpu / reject.cpu_us);
+        nothing_cpu.push(base_cpu / no_match.cpu_us);
     }
     println!(
         "median ratio to bare hyper: wrong token {:.2}x, push matching nothing {:.2}x",
         median(reject_ratios),
         median(nothing_ratios)
     );
+    println!(
+        "median ratio of CPU per request (bare hyper's / the receiver's): wrong token {:.2}x, push matching nothing {:.2}x",
+        median(reject_cpu),
+        median(nothing_cpu)
+    );
     if !args.no_matched {
-        let matched = wrk.run(&url, TOKEN, &one)?;
+        let matched = wrk.run(&receiver, &url, TOKEN, &one)?;
         println!("{}", line("push matching 1 Warehouse", matched));
     }
     Ok(())
@@ -289,6 +326,7 @@ mod tests {
         let text = "Running 1s test @ http://127.0.0.1:1/\n  Latency Distribution\n     50%  84.00us\n     75%  1.20ms\n     90%  2.00ms\n     99%    1.50s\n  1000 requests in 1.00s, 1.00MB read\nRequests/sec:  99999.50\n";
         let m = parse_wrk(text).unwrap();
         assert_eq!(m.requests_per_second, 99999.5);
+        assert_eq!(m.requests, 1000);
         assert!((m.p50 - 0.084).abs() < 1e-9 && (m.p99 - 1500.0).abs() < 1e-9);
     }
 }
