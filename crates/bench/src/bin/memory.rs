@@ -81,8 +81,12 @@ impl Latencies {
     }
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
+/// `p50/p99` in milliseconds.
+impl std::fmt::Display for Latencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        write!(f, "{:.2}/{:.2}", ms(self.p50), ms(self.p99))
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -267,16 +271,13 @@ async fn main() -> anyhow::Result<()> {
         .context("idle run")?;
     drop(cluster);
     println!(
-        "idle (1 Warehouse): ready {:.2} s, RSS {} MiB, peak {} MiB; matched push p50/p99 {}/{} ms, direct PATCH {}/{} ms (kube-rs {}/{} ms)",
+        "idle (1 Warehouse): ready {:.2} s, RSS {} MiB, peak {} MiB; matched push p50/p99 {} ms, direct PATCH {} ms (kube-rs {} ms)",
         idle.ready.as_secs_f64(),
         mib(idle.memory.rss),
         mib(idle.memory.peak),
-        ms(idle.push.p50),
-        ms(idle.push.p99),
-        ms(idle.patch.p50),
-        ms(idle.patch.p99),
-        ms(idle.kube_patch.p50),
-        ms(idle.kube_patch.p99),
+        idle.push,
+        idle.patch,
+        idle.kube_patch,
     );
     println!();
     let ready = if args.after_ready {
@@ -301,18 +302,15 @@ async fn main() -> anyhow::Result<()> {
             drop(cluster);
             let net = |now: u64, idle: u64| (now as f64 - idle as f64) / size as f64;
             println!(
-                "| {size} | {shape} | {:.2} | {} | {:.0} | {} | {:.0} | {}/{} | {}/{}, {}/{} |",
+                "| {size} | {shape} | {:.2} | {} | {:.0} | {} | {:.0} | {} | {}, {} |",
                 run.ready.as_secs_f64(),
                 mib(run.memory.rss),
                 net(run.memory.rss, idle.memory.rss),
                 mib(run.memory.peak),
                 net(run.memory.peak, idle.memory.peak),
-                ms(run.push.p50),
-                ms(run.push.p99),
-                ms(run.patch.p50),
-                ms(run.patch.p99),
-                ms(run.kube_patch.p50),
-                ms(run.kube_patch.p99),
+                run.push,
+                run.patch,
+                run.kube_patch,
             );
         }
     }
