@@ -388,9 +388,37 @@ fn check_env(file: &str, extra_env: &BTreeSet<String>, all_optional_set: bool) {
             "{file}: --{long} ({env}) is not set by the chart"
         );
     }
-    if let Err(e) = <Cli as clap::Parser>::try_parse_from(&args) {
-        panic!("{file}: the container's env, as flags, does not parse: {e}\n{args:?}");
+    let config = match <Cli as clap::Parser>::try_parse_from(&args) {
+        Ok(Cli {
+            command: kargo_harbor_receiver::config::Command::Run(config),
+        }) => config,
+        Ok(_) => panic!("{file}: parsed something other than run"),
+        Err(e) => panic!("{file}: the container's env, as flags, does not parse: {e}\n{args:?}"),
+    };
+    if let Err(e) = config.validate() {
+        panic!("{file}: the container's flags are refused: {e}");
     }
+    // The process exits within drain delay + shutdown timeout: Kubernetes
+    // must not SIGKILL it before.
+    let grace = the_deployment(&docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{file}: no terminationGracePeriodSeconds"));
+    // /readyz turns 503 at SIGTERM: the probe must notice within the drain
+    // delay, while the port still serves.
+    let probe =
+        &the_deployment(&docs)["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    let notice = probe["periodSeconds"].as_u64().unwrap_or(10)
+        * probe["failureThreshold"].as_u64().unwrap_or(3);
+    assert!(
+        std::time::Duration::from_secs(notice) < config.drain_delay,
+        "{file}: the readiness probe notices a drain after {notice} s, not within the drain delay {:?}",
+        config.drain_delay
+    );
+    let bound = config.drain_delay + config.shutdown_timeout;
+    assert!(
+        std::time::Duration::from_secs(grace) > bound,
+        "{file}: terminationGracePeriodSeconds {grace} does not exceed drain delay + shutdown timeout ({bound:?})"
+    );
 }
 
 #[test]

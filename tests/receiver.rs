@@ -5,8 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -648,7 +647,7 @@ async fn a_failed_patch_answers_500_and_a_retry_succeeds() {
 }
 
 #[tokio::test]
-async fn a_warehouse_deleted_before_its_refresh_counts_as_done() {
+async fn a_warehouse_deleted_before_its_refresh_is_reported_not_refreshed() {
     let l = layout(&[], &[]).await;
     // The API server says the Warehouse is gone (as if deleted after indexing).
     l.env.emulator.inject(
@@ -658,7 +657,13 @@ async fn a_warehouse_deleted_before_its_refresh_counts_as_done() {
             .times(1),
     );
     let a = l.post_1(&push_tag("1.2.3")).await;
-    assert_answer(&a, 200, REFRESHED_1, "gone");
+    // Neither refreshed nor failed: Harbor has nothing to retry.
+    assert_answer(&a, 200, r#"{"msg":"refreshed 0 warehouse(s)"}"#, "gone");
+    let metrics = l.app.metrics_text();
+    assert!(
+        metrics.contains(r#"warehouse_refreshes_total{result="not_found"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -856,15 +861,6 @@ async fn tls_is_served_and_a_rotated_certificate_is_picked_up() {
 }
 
 /// A fresh self-signed pair for `localhost` in `dir` (rcgen): (cert, key) paths.
-fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    (cert, key)
-}
-
 /// POSTs a push over TLS trusting only `ca`; (status, body) or an error.
 async fn tls_post(
     addr: SocketAddr,
@@ -924,127 +920,30 @@ fn pem_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
 
 // ------------------------------------------------------- the built binary
 
-struct Binary {
-    child: Child,
-    output: Arc<Mutex<Vec<u8>>>,
-    listen: SocketAddr,
+/// Starts the binary against `env` with `--shutdown-timeout 20s` and a
+/// 1 s drain delay.
+fn start_binary(env: &Env, rust_log: &str) -> Binary {
+    Binary::start(
+        env.emulator.kubeconfig_path(),
+        rust_log,
+        &["--shutdown-timeout", "20s", "--drain-delay", "1s"],
+    )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Binary {
-    fn start(env: &Env, rust_log: &str) -> Binary {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let mut child = std::process::Command::new(binary_path())
-            .args([
-                "run",
-                "--base-url",
-                BASE_URL,
-                "--listen",
-                &listen.to_string(),
-                "--metrics-listen",
-                &metrics,
-                "--lease-namespace",
-                "default",
-                "--lease-duration",
-                "2s",
-                "--identity",
-                &unique_identity(),
-                "--shutdown-timeout",
-                "20s",
-            ])
-            .env("KUBECONFIG", env.emulator.kubeconfig_path())
-            .env("RUST_LOG", rust_log)
-            .env_remove("EXTERNAL_WEBHOOK_SERVER_BASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting the binary");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for mut pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    output.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        Binary {
-            child,
-            output,
-            listen,
-        }
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.listen)
-    }
-
-    /// Waits until the receiver at `path` answers (not 404).
-    async fn wait_serving(&self, client: &HttpClient, path: &str) {
-        let empty = r#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[]}}"#;
-        wait_until(LONG, "the binary serving the receiver", || async {
-            let request = Request::post(self.url(path))
-                .header("authorization", TOKEN_1)
-                .body(Full::new(Bytes::from_static(empty.as_bytes())))
-                .unwrap();
-            matches!(
-                tokio::time::timeout(Duration::from_secs(2), client.request(request)).await,
-                Ok(Ok(r)) if r.status() == 200
-            )
-        })
-        .await;
-    }
-
-    fn terminate(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + LONG;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the binary did not exit; output:\n{}",
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Waits until the binary's receiver at `path` answers (not 404).
+async fn wait_serving(bin: &Binary, client: &HttpClient, path: &str) {
+    let empty = r#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[]}}"#;
+    wait_until(LONG, "the binary serving the receiver", || async {
+        let request = Request::post(bin.url(path))
+            .header("authorization", TOKEN_1)
+            .body(Full::new(Bytes::from_static(empty.as_bytes())))
+            .unwrap();
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), client.request(request)).await,
+            Ok(Ok(r)) if r.status() == 200
+        )
+    })
+    .await;
 }
 
 async fn binary_layout() -> (Env, String) {
@@ -1064,9 +963,9 @@ async fn binary_layout() -> (Env, String) {
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     let (env, path) = binary_layout().await;
-    let mut bin = Binary::start(&env, "info");
+    let mut bin = start_binary(&env, "info");
     let client = http_client();
-    bin.wait_serving(&client, &path).await;
+    wait_serving(&bin, &client, &path).await;
 
     // A request whose body is only half sent.
     let body = push_tag("1.2.3");
@@ -1079,7 +978,18 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     stream.write_all(head.as_bytes()).await.unwrap();
 
     bin.terminate();
-    // Shutdown has begun once the listener is closed.
+    // First the drain delay: /readyz answers 503 while serving goes on…
+    wait_until(LONG, "/readyz to turn 503", || async {
+        let request = Request::get(bin.url("/readyz"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), client.request(request)).await,
+            Ok(Ok(r)) if r.status() == 503
+        )
+    })
+    .await;
+    // …then shutdown proper begins: the listener closes.
     wait_until(LONG, "the listener to close", || async {
         TcpStream::connect(bin.listen).await.is_err()
     })
@@ -1100,16 +1010,16 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     assert_eq!(body_of(&answer), "{\"msg\":\"refreshed 1 warehouse(s)\"}\n");
     assert!(refresh_value(&env, "p1", "match").await.is_some());
 
-    let status = bin.wait_exit().await;
+    let status = bin.wait_exit(LONG).await;
     assert_eq!(status.code(), Some(0), "output:\n{}", bin.output());
 }
 
 #[tokio::test]
 async fn tokens_and_receiver_paths_never_reach_the_logs() {
     let (env, path) = binary_layout().await;
-    let mut bin = Binary::start(&env, "debug");
+    let mut bin = start_binary(&env, "debug");
     let client = http_client();
-    bin.wait_serving(&client, &path).await;
+    wait_serving(&bin, &client, &path).await;
     const WRONG: &str = "e2e-wrong-token-3e23e8160039594a";
     let a = post(&client, &bin.url(&path), Some(TOKEN_1), &push_tag("1.2.3")).await;
     assert_eq!(a.status, 200);
@@ -1118,7 +1028,12 @@ async fn tokens_and_receiver_paths_never_reach_the_logs() {
     let a = post(&client, &bin.url(&path), None, "{}").await;
     assert_eq!(a.status, 401);
     bin.terminate();
-    assert_eq!(bin.wait_exit().await.code(), Some(0), "{}", bin.output());
+    assert_eq!(
+        bin.wait_exit(LONG).await.code(),
+        Some(0),
+        "{}",
+        bin.output()
+    );
     let logs = bin.output();
     // The logs are really there (one line per request, naming the receiver).
     assert!(

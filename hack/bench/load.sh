@@ -11,8 +11,13 @@
 # one Warehouse (one refresh PATCH to kube-emulator each). Everything
 # listens on 127.0.0.1 and every run is bounded by --duration.
 #
+# Log volume of rejections: --log-volume runs only the wrong-token load, with
+# RUST_LOG=info and JSON logs (the chart's defaults), and reports the
+# receiver's log bytes per 10,000 rejected requests.
+#
 # Usage: hack/bench/load.sh [--rounds 5] [--duration 5s] [--connections 32] [--threads 1]
-#                           [--no-matched]                 (SKIP_BUILD=1 reuses the builds)
+#                           [--no-matched] [--log-volume] [--receiver PATH]
+#                           (SKIP_BUILD=1 reuses the builds; --receiver compares another build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if ! command -v wrk >/dev/null; then

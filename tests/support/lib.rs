@@ -23,9 +23,12 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
+pub use binary::{free_port, Binary};
 pub use kube_emulator::{Emulator, EmulatorOptions, Fault, Handle, RequestRecord};
 pub use webhook::{http_client, send, Answer, HttpClient, ANSWER_DEADLINE};
 
+pub mod abuse;
+mod binary;
 pub mod kargo;
 pub mod rbac;
 mod webhook;
@@ -663,6 +666,20 @@ pub fn status_writes(requests: &[RequestRecord], resource: &str) -> usize {
                 && matches!(r.verb.as_deref(), Some("patch") | Some("update"))
         })
         .count()
+}
+
+/// A self-signed certificate for `localhost` and its key, written to
+/// `dir/<name>.crt` and `dir/<name>.key`; returns both paths.
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .unwrap_or_else(|e| panic!("generating a certificate: {e}"));
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, certified.cert.pem())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", cert.display()));
+    std::fs::write(&key, certified.signing_key.serialize_pem())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", key.display()));
+    (cert, key)
 }
 
 /// Shared handle for tests that need to hand a `Running` to a task.

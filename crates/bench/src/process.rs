@@ -66,12 +66,14 @@ impl Program {
     }
 
     /// The receiver binary serving its webhook port on `listen` and metrics
-    /// on `metrics`, against the cluster of `kubeconfig`.
+    /// on `metrics`, against the cluster of `kubeconfig`, logging warnings
+    /// only unless `env` says otherwise (e.g. `RUST_LOG`, `LOG_FORMAT`).
     pub fn receiver(
         binary: &Path,
         kubeconfig: &Path,
         listen: SocketAddr,
         metrics: SocketAddr,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Program> {
         let args = [
             "run".to_owned(),
@@ -87,12 +89,14 @@ impl Program {
             "bench".to_owned(),
         ];
         let kubeconfig = kubeconfig.to_string_lossy();
-        Program::start(
-            "receiver",
-            binary,
-            &args,
-            &[("KUBECONFIG", &kubeconfig), ("RUST_LOG", "warn")],
-        )
+        let mut all = vec![("KUBECONFIG", &*kubeconfig), ("RUST_LOG", "warn")];
+        all.extend_from_slice(env);
+        Program::start("receiver", binary, &args, &all)
+    }
+
+    /// Bytes it has logged so far.
+    pub fn log_len(&self) -> anyhow::Result<u64> {
+        Ok(std::fs::metadata(&self.log)?.len())
     }
 
     /// The process id.

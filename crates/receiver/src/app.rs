@@ -12,23 +12,32 @@
 //!                                                                   └─► Events
 //! ```
 //!
-//! Shutdown: the listeners stop accepting and drain within
-//! `--shutdown-timeout`, the controller stops and releases the Lease, then
-//! the Warehouse Event sender and the certificate reloader stop; every task
-//! is joined.
+//! Shutdown (see [`run`]): on SIGTERM or SIGINT `/readyz` answers 503 at
+//! once and serving goes on for `--drain-delay` (a second signal skips the
+//! rest of it), so that Kubernetes removes the endpoint before the port
+//! closes. Then, all within `--shutdown-timeout`: the listeners stop
+//! accepting and finish the requests in progress, the controller stops and
+//! releases the Lease, background refreshes finish, then the Warehouse
+//! Event sender and the certificate reloader stop. Every task is joined,
+//! or aborted when the bound is reached: the process exits 0 in time even
+//! when the API server never answers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::health::Health;
 use crate::index::Index;
-use crate::listener::{Limits, ListenError, Listener, METRICS_MAX_CONNECTIONS};
+use crate::listener::{
+    Limits, ListenError, Listener, METRICS_MAX_CONNECTIONS, METRICS_MAX_CONNECTIONS_PER_CLIENT,
+};
 use crate::metrics::{Metrics, MetricsService};
 use crate::refresh::events::{self, EventSettings};
 use crate::refresh::{KubePatcher, RefreshSettings, Refresher};
@@ -61,10 +70,14 @@ pub enum RunError {
     /// Installing the signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    /// The settings contradict each other.
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
-/// The controller's settings, from the configuration.
-pub(crate) fn watch_settings(config: &Config) -> WatchSettings {
+/// The controller's settings, from the configuration; `identity` is the
+/// replica's (see [`Config::replica_identity`]).
+pub(crate) fn watch_settings(config: &Config, identity: &str) -> WatchSettings {
     WatchSettings {
         base_url: config.base_url.clone(),
         system_resources_namespace: config.system_resources_namespace.clone(),
@@ -75,7 +88,7 @@ pub(crate) fn watch_settings(config: &Config) -> WatchSettings {
         lease: LeaseConfig {
             name: config.lease_name.clone(),
             namespace: config.lease_namespace.clone(),
-            identity: config.replica_identity(),
+            identity: identity.to_owned(),
             duration: config.lease_duration,
         },
     }
@@ -90,6 +103,8 @@ pub struct Running {
     index: Index,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    refresher: Refresher,
+    shutdown_timeout: Duration,
     shutdown: CancellationToken,
     events_shutdown: CancellationToken,
     webhook: JoinHandle<()>,
@@ -104,6 +119,8 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
     // One rustls provider for the whole process (kube's client and our TLS
     // listener): ring.
     tls::provider();
+    config.validate().map_err(RunError::Config)?;
+    let identity = config.replica_identity();
     let index = Index::new();
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
@@ -127,18 +144,29 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
     };
     let limits = Limits {
         max_connections: config.max_connections,
+        max_connections_per_client: config.max_connections_per_client,
         header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
         shutdown_timeout: config.shutdown_timeout,
     };
-    let webhook_listener = Listener::bind("webhook", config.listen, tls, limits).await?;
+    let webhook_listener = Listener::bind(
+        "webhook",
+        config.listen,
+        tls,
+        limits,
+        metrics.listeners.clone(),
+    )
+    .await?;
     let metrics_listener = Listener::bind(
         "metrics",
         config.metrics_listen,
         None,
         Limits {
             max_connections: METRICS_MAX_CONNECTIONS,
+            max_connections_per_client: METRICS_MAX_CONNECTIONS_PER_CLIENT,
             ..limits
         },
+        metrics.listeners.clone(),
     )
     .await?;
     let listen_addr = webhook_listener.local_addr().unwrap_or(config.listen);
@@ -150,7 +178,7 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
         client.clone(),
         EventSettings {
             capacity: EVENT_QUEUE,
-            instance: config.replica_identity(),
+            instance: identity.clone(),
             api_timeout: config.api_timeout,
         },
         metrics.refresh.events_dropped.clone(),
@@ -167,9 +195,9 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
     );
     let handler = Handler::new(RequestContext {
         index: index.clone(),
-        refresher,
+        refresher: refresher.clone(),
         metrics: metrics.requests.clone(),
-        request_timeout: config.request_timeout,
+        answer_deadline: config.answer_deadline,
     });
     let webhook = tokio::spawn(webhook_listener.serve(
         WebhookService::new(handler, health.clone()),
@@ -182,7 +210,7 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
     let controller = tokio::spawn(watch::run(
         WatchParts {
             client,
-            settings: watch_settings(&config),
+            settings: watch_settings(&config, &identity),
             routes: index.routes.clone(),
             repositories: index.repositories.clone(),
             metrics: metrics.controller.clone(),
@@ -196,6 +224,8 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
         index,
         metrics,
         health,
+        refresher,
+        shutdown_timeout: config.shutdown_timeout,
         shutdown,
         events_shutdown,
         webhook,
@@ -227,51 +257,96 @@ impl Running {
         self.health.is_ready()
     }
 
-    /// Stops accepting, lets in-flight requests finish (bounded by
-    /// `--shutdown-timeout`), stops the controller (which releases the
-    /// Lease), then the Event sender; waits for every part.
+    /// Marks the process shutting down: `/readyz` answers 503 from now on
+    /// while everything else goes on serving.
+    pub fn drain(&self) {
+        self.health.set_draining();
+    }
+
+    /// Stops everything within `--shutdown-timeout`: the listeners stop
+    /// accepting and finish the requests in progress, the controller stops
+    /// (releasing the Lease), background refreshes finish, then the Event
+    /// sender stops. A part still running at the bound is aborted; that is
+    /// logged, not an error.
     pub async fn shutdown(self) -> Result<(), RunError> {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        self.health.set_draining();
         self.shutdown.cancel();
-        let webhook = self.webhook.await;
-        let metrics = self.metrics_server.await;
-        let controller = self.controller.await;
-        self.events_shutdown.cancel();
-        let events = self.events.await;
+        // The parts stop side by side, each by the one deadline: one that
+        // hangs (the controller, when the API server never answers) takes
+        // no time from the others.
+        let refresher = self.refresher;
+        let events_shutdown = self.events_shutdown;
+        let events = self.events;
+        let webhook = self.webhook;
+        let requests_then_refreshes_then_events = async move {
+            // No new refresh starts once the webhook listener is done.
+            let webhook = join_by(deadline, "webhook listener", webhook).await;
+            // Background refreshes queue Events: stop the sender after them,
+            // leaving it a moment of the bound.
+            let left = deadline.saturating_duration_since(Instant::now());
+            refresher
+                .shutdown(left.saturating_sub(Duration::from_millis(500)))
+                .await;
+            events_shutdown.cancel();
+            (webhook, join_by(deadline, "Event sender", events).await)
+        };
+        let ((webhook, events), metrics, controller) = tokio::join!(
+            requests_then_refreshes_then_events,
+            join_by(deadline, "metrics listener", self.metrics_server),
+            join_by(deadline, "controller", self.controller),
+        );
         if let Some(reload) = self.tls_reload {
-            reload.await?;
+            join_by(deadline, "certificate reloader", reload)
+                .await
+                .transpose()?;
         }
-        webhook?;
-        metrics?;
-        controller??;
-        events?;
+        webhook.transpose()?;
+        metrics.transpose()?;
+        if let Some(controller) = controller {
+            controller??;
+        }
+        events.transpose()?;
         Ok(())
     }
 
-    /// Waits until some part stops by itself (an error) or `stop` resolves,
-    /// then shuts everything down.
+    /// Waits until the controller stops by itself (an error) or `stop`
+    /// resolves, then shuts everything down.
     pub async fn until(
         mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), RunError> {
         tokio::select! {
-            () = stop => {}
+            () = stop => self.shutdown().await,
             r = &mut self.controller => {
-                self.shutdown.cancel();
-                self.events_shutdown.cancel();
-                let webhook = self.webhook.await;
-                let metrics = self.metrics_server.await;
-                let events = self.events.await;
-                if let Some(reload) = self.tls_reload {
-                    reload.await?;
-                }
+                tracing::error!("the controller stopped by itself: shutting down");
+                // Joined already: shut the rest down around a finished task.
+                self.controller = tokio::spawn(std::future::ready(Ok(())));
+                let rest = self.shutdown().await;
                 r??;
-                webhook?;
-                metrics?;
-                events?;
-                return Ok(());
+                rest
             }
         }
-        self.shutdown().await
+    }
+}
+
+/// Joins `task` by `deadline`, or aborts it then (`None`).
+async fn join_by<T>(
+    deadline: Instant,
+    what: &'static str,
+    mut task: JoinHandle<T>,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(joined) => Some(joined),
+        Err(_elapsed) => {
+            tracing::warn!(
+                part = what,
+                "did not stop within --shutdown-timeout: aborted"
+            );
+            task.abort();
+            let _ = task.await;
+            None
+        }
     }
 }
 
@@ -305,14 +380,23 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         kube::Client::try_from(client_config(kube_config)).map_err(RunError::Kubeconfig)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let drain_delay = config.drain_delay;
     let running = start(config, client).await?;
     tracing::info!(listen = %running.listen_addr, metrics = %running.metrics_addr, "started");
+    let health = running.health.clone();
     running
         .until(async move {
             tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => tracing::info!("SIGINT: draining"),
             }
+            health.set_draining();
+            tokio::select! {
+                () = tokio::time::sleep(drain_delay) => {}
+                _ = term.recv() => tracing::info!("second signal: skipping the rest of the drain delay"),
+                _ = int.recv() => tracing::info!("second signal: skipping the rest of the drain delay"),
+            }
+            tracing::info!("shutting down");
         })
         .await
 }

@@ -111,32 +111,60 @@ pub struct Config {
     #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
 
-    /// This replica's identity in the Lease (defaults to the host name).
+    /// This replica's identity in the Lease and in its Events (default:
+    /// the host name plus a random suffix, unique even when host names
+    /// collide).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
-    /// Maximum concurrent connections on the webhook listener.
+    /// Connections held at once on each listener's port (webhook); when
+    /// all are taken, the one idle longest gives way to a new one.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
-    /// Time allowed for a client to send the request headers.
+    /// Connections held at once by one client address (webhook listener);
+    /// beyond it, that address's connection idle longest gives way. Behind
+    /// a proxy every client has the proxy's address: raise it to
+    /// --max-connections there.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 128)]
+    pub max_connections_per_client: usize,
+
+    /// Time from a connection's accept for its TLS handshake, protocol
+    /// detection and first request head (and for each later HTTP/1 head).
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// Time allowed for a whole request, body and refreshes included.
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub request_timeout: Duration,
+    /// A connection with no request (HTTP/1) or stream (HTTP/2) in progress
+    /// for this long is closed; pings do not count.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
 
-    /// Timeout of each API call made while Harbor waits for an answer.
+    /// Every webhook answer goes out within this time of its request head,
+    /// body and refreshes included; keep it below Harbor's 3 s. Refreshes
+    /// still running then go on in the background and the answer is 503
+    /// (Harbor retries; the retry joins that work).
+    #[arg(long, env = "ANSWER_DEADLINE", default_value = "2500ms", value_parser = humantime::parse_duration)]
+    pub answer_deadline: Duration,
+
+    /// Bound of each API call (a refresh PATCH with kube's own retries);
+    /// work past the answer deadline is bounded by it.
     #[arg(long, env = "API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub api_timeout: Duration,
 
-    /// Maximum concurrent Warehouse patches for one request.
-    #[arg(long, env = "REFRESH_CONCURRENCY", default_value_t = 16)]
+    /// Maximum concurrent Warehouse patches for one delivery.
+    #[arg(long, env = "REFRESH_CONCURRENCY", default_value_t = 64)]
     pub refresh_concurrency: usize,
 
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    /// On SIGTERM, how long /readyz answers 503 while serving goes on, so
+    /// that Kubernetes removes the endpoint before the port closes.
+    #[arg(long, env = "DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+
+    /// After the drain delay, the bound of everything left: requests in
+    /// progress, background refreshes, the controller and the Lease
+    /// release. Whatever is left then is aborted and the process exits 0.
+    /// Must exceed --answer-deadline.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Log format; RUST_LOG filters.
@@ -145,13 +173,30 @@ pub struct Config {
 }
 
 impl Config {
-    /// This replica's identity: `--identity`, else the host name (the pod
-    /// name in Kubernetes). The Lease holder and the reporting instance of
-    /// every Event we create, so that both name the same replica.
+    /// This replica's identity: `--identity` (`POD_NAME`), else the host
+    /// name plus a random suffix. The Lease holder and the reporting
+    /// instance of every Event we create, so that both name the same
+    /// replica: call it once and pass the value on.
     pub fn replica_identity(&self) -> String {
         self.identity
             .clone()
+            .filter(|i| !i.is_empty())
             .unwrap_or_else(crate::watch::leader::default_identity)
+    }
+
+    /// Checks what clap cannot: the shutdown bound must leave the answer
+    /// deadline room, and the deadline must be positive.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.answer_deadline.is_zero() {
+            return Err("--answer-deadline must be positive".into());
+        }
+        if self.shutdown_timeout <= self.answer_deadline {
+            return Err(format!(
+                "--shutdown-timeout ({:?}) must exceed --answer-deadline ({:?})",
+                self.shutdown_timeout, self.answer_deadline
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -175,6 +220,15 @@ mod tests {
         assert_eq!(c.secret_access, SecretAccess::Watch);
         assert_eq!(c.resync_interval, Duration::from_secs(300));
         assert!(c.tls_cert.is_none());
+        // Harbor waits 3 s; shutdown outlasts the answer deadline.
+        assert_eq!(c.answer_deadline, Duration::from_millis(2500));
+        assert!(c.shutdown_timeout > c.answer_deadline);
+        assert_eq!(c.drain_delay, Duration::from_secs(5));
+        assert_eq!(c.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_connections_per_client, 128);
+        assert_eq!(c.validate(), Ok(()));
+        let short = run(&["--base-url", "https://x", "--shutdown-timeout", "2s"]).unwrap();
+        assert!(short.validate().unwrap_err().contains("--shutdown-timeout"));
     }
 
     #[test]

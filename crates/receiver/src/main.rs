@@ -36,7 +36,11 @@ fn main() -> anyhow::Result<()> {
         Command::Run(config) => {
             init_logging(config.log_format);
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(kargo_harbor_receiver::run(*config))?;
+            let result = runtime.block_on(kargo_harbor_receiver::run(*config));
+            // Blocking work left over (a DNS lookup of an API server that
+            // never answers) must not hold the exit: `run` is bounded already.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
             Ok(())
         }
     }

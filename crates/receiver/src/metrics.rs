@@ -87,8 +87,10 @@ pub enum Outcome {
     UnsupportedEvent,
     /// 500, some refresh failed.
     RefreshFailed,
-    /// 408/503: the request or the body took too long.
+    /// 408/503: the body, or the refreshes, outlasted the answer deadline.
     Timeout,
+    /// The client went away before its answer.
+    ClientGone,
 }
 
 /// Labels of webhook request metrics.
@@ -120,6 +122,34 @@ pub enum RefreshOutcome {
     NotFound,
     /// API error or timeout: the request answers 500.
     Failed,
+}
+
+/// How a connection ended, or why it was refused.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// Closed by the client or by hyper (errors included).
+    Closed,
+    /// Nothing, or no complete request head, within the header timeout.
+    HeaderTimeout,
+    /// Served, then idle for the idle timeout.
+    Idle,
+    /// Gave way to a new connection of the same client address.
+    EvictedPerClient,
+    /// Gave way to a new connection: every slot was taken.
+    EvictedGlobal,
+    /// Refused at once: every candidate had a request in progress.
+    Refused,
+    /// Closed at shutdown.
+    Shutdown,
+}
+
+/// Labels of connection metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `webhook` or `metrics`.
+    pub listener: &'static str,
+    /// How it ended.
+    pub end: ConnectionEnd,
 }
 
 /// Labels of refresh metrics.
@@ -169,6 +199,16 @@ snake_case_label_values! {
         UnsupportedEvent => "unsupported_event",
         RefreshFailed => "refresh_failed",
         Timeout => "timeout",
+        ClientGone => "client_gone",
+    }
+    ConnectionEnd {
+        Closed => "closed",
+        HeaderTimeout => "header_timeout",
+        Idle => "idle",
+        EvictedPerClient => "evicted_per_client",
+        EvictedGlobal => "evicted_global",
+        Refused => "refused",
+        Shutdown => "shutdown",
     }
     RefreshOutcome {
         Patched => "patched",
@@ -214,6 +254,22 @@ pub struct RequestMetrics {
     pub in_flight: Gauge,
 }
 
+/// Metrics of the listeners (both ports).
+#[derive(Clone, Default)]
+pub struct ListenerMetrics {
+    /// Connections ended, by listener and how.
+    pub connections_closed: Family<ConnectionLabels, Counter>,
+}
+
+impl ListenerMetrics {
+    /// Counts a connection of `listener` that ended as `end`.
+    pub fn closed(&self, listener: &'static str, end: ConnectionEnd) {
+        self.connections_closed
+            .get_or_create(&ConnectionLabels { listener, end })
+            .inc();
+    }
+}
+
 /// Metrics of the refresher.
 #[derive(Clone)]
 pub struct RefreshMetrics {
@@ -225,6 +281,9 @@ pub struct RefreshMetrics {
     pub patch_duration: Histogram,
     /// Warehouse Events dropped because their queue was full.
     pub events_dropped: Counter,
+    /// Delivery jobs running or waiting for a turn (past their answer
+    /// deadline, they run in the background).
+    pub deliveries_running: Gauge,
 }
 
 impl Default for RefreshMetrics {
@@ -234,7 +293,26 @@ impl Default for RefreshMetrics {
             failures: Family::default(),
             patch_duration: histogram(),
             events_dropped: Counter::default(),
+            deliveries_running: Gauge::default(),
         }
+    }
+}
+
+/// Keeps a gauge one higher while it lives (requests in flight, jobs
+/// running), however the work ends.
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    /// Increments `gauge` until the guard is dropped.
+    pub fn inc(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -299,6 +377,8 @@ pub struct Metrics {
     pub refresh: RefreshMetrics,
     /// The controller's.
     pub controller: ControllerMetrics,
+    /// The listeners'.
+    pub listeners: ListenerMetrics,
     index: IndexGauges,
 }
 
@@ -319,8 +399,14 @@ impl Metrics {
         };
         let refresh = RefreshMetrics::default();
         let controller = ControllerMetrics::default();
+        let listeners = ListenerMetrics::default();
         let index = IndexGauges::default();
         let r = &mut registry;
+        r.register(
+            "connections_closed",
+            "Connections ended, by listener and how (evictions and refusals included)",
+            listeners.connections_closed.clone(),
+        );
         r.register(
             "reconciles",
             "Reconciles by config kind and result",
@@ -402,6 +488,11 @@ impl Metrics {
             refresh.patch_duration.clone(),
         );
         r.register(
+            "refresh_deliveries_running",
+            "Delivery jobs running or waiting for a turn, in the background past their answer deadline included",
+            refresh.deliveries_running.clone(),
+        );
+        r.register(
             "warehouse_events_dropped",
             "Warehouse Events dropped because their queue was full",
             refresh.events_dropped.clone(),
@@ -411,6 +502,7 @@ impl Metrics {
             requests,
             refresh,
             controller,
+            listeners,
             index,
         }
     }
@@ -514,12 +606,20 @@ mod scrape_tests {
             .upsert(&crate::testing::any_version_warehouse("p", "w", "h/app"));
         let limits = Limits {
             max_connections: 4,
+            max_connections_per_client: 4,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
         };
-        let listener = Listener::bind("metrics", "127.0.0.1:0".parse().unwrap(), None, limits)
-            .await
-            .unwrap();
+        let listener = Listener::bind(
+            "metrics",
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            limits,
+            ListenerMetrics::default(),
+        )
+        .await
+        .unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let service = MetricsService::new(Arc::new(Metrics::new()), index);

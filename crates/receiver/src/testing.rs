@@ -79,19 +79,24 @@ pub async fn silent_api_server() -> (kube::Client, tokio::task::JoinHandle<()>) 
     (client, task)
 }
 
+/// Receiver `name` of project `project` with `token`, as the index holds it.
+pub fn receiver_entry(project: &str, name: &str, token: &[u8]) -> ReceiverEntry {
+    ReceiverEntry {
+        scope: Scope::project_of(project),
+        name: name.into(),
+        token: TokenDigest::of(token),
+        why: RouteReason::Current,
+    }
+}
+
 /// Registers receiver `recv` of project `project` on `path` with `token`.
 pub fn register_receiver(routes: &RouteTable, project: &str, path: &str, token: &[u8]) {
-    let scope = Scope::project_of(project);
+    let entry = receiver_entry(project, "recv", token);
     routes.replace(
-        &scope,
+        &entry.scope.clone(),
         vec![Route {
             path: path.into(),
-            entry: ReceiverEntry {
-                scope: scope.clone(),
-                name: "recv".into(),
-                token: TokenDigest::of(token),
-                why: RouteReason::Current,
-            },
+            entry,
         }],
     );
 }

@@ -9,6 +9,10 @@
 //! Warehouse (one refresh PATCH to the emulator each, coalesced) are driven
 //! once, for their latency.
 //!
+//! With `--log-volume` it only measures what the receiver logs for
+//! wrong-token rejections with the chart's log settings (`RUST_LOG=info`,
+//! JSON): one wrk run, then the log bytes per 10,000 rejected requests.
+//!
 //! Beside throughput, each run reports the server's CPU time per request
 //! (all its threads, from `/proc`): on a machine shared with other work
 //! throughput swings from run to run, CPU per request much less, so its
@@ -55,6 +59,9 @@ struct Args {
     /// Skip the matched-push run.
     #[arg(long)]
     no_matched: bool,
+    /// Only measure the log volume of wrong-token rejections (see above).
+    #[arg(long)]
+    log_volume: bool,
 }
 
 /// What wrk measured.
@@ -195,6 +202,7 @@ async fn check_answer(
 }
 
 async fn start(
+    receiver_env: &[(&str, &str)],
     receiver: &Path,
     baseline: &Path,
     cluster: &Cluster,
@@ -202,7 +210,13 @@ async fn start(
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let metrics: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let bare: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let mut receiver = Program::receiver(receiver, cluster.kubeconfig(), listen, metrics)?;
+    let mut receiver = Program::receiver(
+        receiver,
+        cluster.kubeconfig(),
+        listen,
+        metrics,
+        receiver_env,
+    )?;
     let mut baseline = Program::start("bare-hyper", baseline, &[bare.to_string()], &[])?;
     let http = client();
     let deadline = Duration::from_secs(60);
@@ -245,7 +259,14 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let cluster = Cluster::start().await?;
-    let (receiver, baseline, url, bare_url) = start(&receiver_bin, &baseline_bin, &cluster).await?;
+    // The chart's log settings when measuring log volume.
+    let receiver_env: &[(&str, &str)] = if args.log_volume {
+        &[("RUST_LOG", "info"), ("LOG_FORMAT", "json")]
+    } else {
+        &[]
+    };
+    let (receiver, baseline, url, bare_url) =
+        start(receiver_env, &receiver_bin, &baseline_bin, &cluster).await?;
     let wrong = format!("wrong-{TOKEN}");
     let nothing = push_matching_nothing();
     let one = push_matching_one();
@@ -267,6 +288,19 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
+    if args.log_volume {
+        let before = receiver.log_len()?;
+        let rejected = wrk.run(&receiver, &url, &wrong, &one)?;
+        // Rejections are summarised per window: give the last line time to come.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let bytes = receiver.log_len()?.saturating_sub(before);
+        println!(
+            "log volume: {bytes} bytes for {} rejected requests: {} bytes per 10,000",
+            rejected.requests,
+            bytes * 10_000 / rejected.requests.max(1)
+        );
+        return Ok(());
+    }
     println!(
         "wrk -t{} -c{} -d{}s, {} rounds; ratios against the mean of the round's two baseline runs",
         args.threads,

@@ -109,7 +109,7 @@ async fn measure(
     let metrics: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let http = client();
     let started = Instant::now();
-    let mut program = Program::receiver(receiver, cluster.kubeconfig(), listen, metrics)?;
+    let mut program = Program::receiver(receiver, cluster.kubeconfig(), listen, metrics, &[])?;
     let ready_at = wait_for_status(
         &http,
         &format!("http://{listen}/readyz"),

@@ -3,7 +3,21 @@
 //! The index keeps only a SHA-256 digest of each receiver's `auth-header`.
 //! A request's `Authorization` value is hashed and the two digests are
 //! compared in constant time, so neither the secret's content nor its length
-//! leaks through timing, and a heap dump holds no usable token.
+//! leaks through timing.
+//!
+//! # What stays in memory
+//! What this program owns is wiped: the Secret object a reconcile reads
+//! (`data` and `stringData` values, see [`wipe`]) is zeroed before it is
+//! freed, and only the digest and the receiver path are kept. What it does
+//! not own is not: the copies made on the way in — kube's and hyper's
+//! response buffers and serde's base64 decoding of the Secret, rustls'
+//! record buffers, hyper's request-head buffer and `HeaderMap` holding a
+//! request's `Authorization` (right or wrong), and the SHA-256 hasher's
+//! block buffer — are freed without wiping and may linger in freed heap
+//! until reused. So a heap dump taken while such buffers linger can hold
+//! a token; one taken later holds none that this program put there.
+
+use zeroize::Zeroize;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -24,6 +38,16 @@ impl TokenDigest {
         let other = Self::of(presented);
         self.0.ct_eq(&other.0).into()
     }
+}
+
+/// Zeroes secret bytes this program owns before they are freed.
+pub fn wipe(bytes: &mut Vec<u8>) {
+    bytes.zeroize();
+}
+
+/// Zeroes a secret string this program owns before it is freed.
+pub fn wipe_str(text: &mut String) {
+    text.zeroize();
 }
 
 impl std::fmt::Debug for TokenDigest {
@@ -55,6 +79,16 @@ mod tests {
                 "{presented:?}"
             );
         }
+    }
+
+    #[test]
+    fn wiping_zeroes_and_empties() {
+        let mut bytes = b"s3cret".to_vec();
+        wipe(&mut bytes);
+        assert!(bytes.is_empty());
+        let mut text = String::from("s3cret");
+        wipe_str(&mut text);
+        assert!(text.is_empty());
     }
 
     #[test]

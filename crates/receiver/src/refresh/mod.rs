@@ -17,13 +17,24 @@
 //! many requests name it. Timestamps are taken under the slot lock, so
 //! "not taken yet" observed under the lock really means "taken later".
 //!
-//! Patches run in their own tasks: a request that gives up (timeout, client
-//! gone) does not cancel a patch others wait for. Every API call is bounded
-//! by `--api-timeout`. A Warehouse deleted meanwhile (404) counts as done.
+//! Patches run in their own tasks: a request that gives up (its answer
+//! deadline, client gone) does not cancel a patch others wait for. Every
+//! API call, kube's own retries of 429/503/504 included, is bounded by
+//! `--api-timeout`. A Warehouse deleted meanwhile (404) is neither
+//! refreshed nor failed: it is reported as deleted.
+//!
+//! # Deliveries and the answer deadline
+//! A request hands its matches to [`Refresher::deliver`], which waits at
+//! most until the answer deadline. The delivery's job (see [`deliveries`])
+//! goes on in the background past it, bounded by `--api-timeout` per patch
+//! and by the job cap, and visible in `refresh_deliveries_running`;
+//! Harbor's retry of the same delivery joins or reuses it. Every task is
+//! tracked: [`Refresher::shutdown`] waits for them, then stops them.
 //!
 //! After each applied patch an Event is queued on the Warehouse ([`events`]),
 //! off the response path.
 
+pub mod deliveries;
 pub mod events;
 
 use std::collections::HashMap;
@@ -39,13 +50,16 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Resource};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 // Tokio's clock (std's when not paused), as the request path's arrival.
 use tokio::time::Instant;
 
 use thiserror::Error;
 
 use crate::index::{WarehouseMatch, WarehouseRef};
-use crate::metrics::{ErrorLabels, RefreshLabels, RefreshMetrics, RefreshOutcome};
+use crate::metrics::{ErrorLabels, GaugeGuard, RefreshLabels, RefreshMetrics, RefreshOutcome};
+use deliveries::{Deliveries, Delivery, DeliveryKey, Step};
 use events::{EventSink, RefreshEvent};
 
 static LAST_NANOS: AtomicI64 = AtomicI64::new(i64::MIN);
@@ -90,6 +104,9 @@ pub enum PatchError {
     /// The patch future panicked.
     #[error("the patch panicked")]
     Panicked,
+    /// Stopped at shutdown.
+    #[error("stopped at shutdown")]
+    Shutdown,
 }
 
 impl PatchError {
@@ -100,6 +117,7 @@ impl PatchError {
             PatchError::Api(_) => "api",
             PatchError::Timeout(_) => "timeout",
             PatchError::Panicked => "panicked",
+            PatchError::Shutdown => "shutdown",
         }
     }
 
@@ -208,6 +226,11 @@ struct Inner {
     metrics: RefreshMetrics,
     events: Option<EventSink>,
     slots: Mutex<HashMap<WarehouseRef, Slot>>,
+    deliveries: Deliveries,
+    /// Every task the refresher spawns (patches and delivery jobs).
+    tasks: TaskTracker,
+    /// Cancelled when the shutdown's wait is over: patches stop.
+    stop: CancellationToken,
 }
 
 impl Inner {
@@ -222,21 +245,46 @@ impl Inner {
 pub struct RefreshSummary {
     /// Warehouses that matched.
     pub total: usize,
-    /// Patched by a patch this request started.
+    /// Patched by a patch this delivery started.
     pub patched: usize,
-    /// Satisfied by a patch shared with another request.
+    /// Satisfied by a patch shared with another delivery.
     pub shared: usize,
-    /// Gone meanwhile (counted as done).
+    /// Gone (deleted meanwhile): neither refreshed nor failed.
     pub not_found: usize,
     /// Not refreshed: API error or timeout.
     pub failed: usize,
 }
 
 impl RefreshSummary {
-    /// Warehouses that are known to carry a fresh value (or are gone).
+    /// Warehouses that carry a refresh value set for this delivery
+    /// (patched, or satisfied by a shared patch).
     pub fn refreshed(&self) -> usize {
-        self.total - self.failed
+        self.patched + self.shared
     }
+}
+
+/// Records, however [`Refresher::deliver`] ends, whether Harbor will retry
+/// the attempt.
+struct Attempt<'a> {
+    delivery: &'a Delivery,
+    retried: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.delivery.answered(self.retried);
+    }
+}
+
+/// How [`Refresher::deliver`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// Every matching Warehouse has a result.
+    Done(RefreshSummary),
+    /// The answer deadline came first; the work goes on in the background.
+    Pending,
+    /// Too many deliveries with work running: none was started.
+    Busy,
 }
 
 /// Refreshes Warehouses; cheap to clone, one per process.
@@ -273,23 +321,118 @@ impl Refresher {
                 metrics,
                 events,
                 slots: Mutex::new(HashMap::new()),
+                deliveries: Deliveries::new(),
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Refreshes the Warehouses of delivery `key` (receiver `receiver`,
+    /// arrived at `arrival`) that have no result yet or failed before,
+    /// joining a job of the same delivery that is still running; waits
+    /// until every one has a result or until `deadline` (see the module
+    /// docs).
+    pub async fn deliver(
+        &self,
+        key: DeliveryKey,
+        receiver: &Arc<str>,
+        matches: &[WarehouseMatch],
+        arrival: Instant,
+        deadline: Instant,
+    ) -> Delivered {
+        let Some(delivery) = self.inner.deliveries.get_or_insert(key, arrival) else {
+            return Delivered::Busy;
+        };
+        // Unless it ends with a 2xx, this attempt is one Harbor retries —
+        // also when the request is dropped (the client hung up).
+        let mut attempt = Attempt {
+            delivery: &delivery,
+            retried: true,
+        };
+        let mut waited = false;
+        loop {
+            let mut ended = match delivery.step(matches, waited) {
+                Step::Answer(summary) => {
+                    attempt.retried = summary.failed > 0;
+                    return Delivered::Done(summary);
+                }
+                Step::Start(todo, ended) => {
+                    self.start_job(delivery.clone(), receiver.clone(), todo);
+                    ended
+                }
+                Step::Wait(ended) => ended,
+            };
+            tokio::select! {
+                _ = ended.changed() => waited = true,
+                () = tokio::time::sleep_until(deadline) => return Delivered::Pending,
+            }
+        }
+    }
+
+    /// Runs one job of `delivery` in the background.
+    fn start_job(&self, delivery: Arc<Delivery>, receiver: Arc<str>, todo: Vec<WarehouseMatch>) {
+        let this = self.clone();
+        let running = GaugeGuard::inc(&self.inner.metrics.deliveries_running);
+        self.inner.tasks.spawn(async move {
+            let _running = running;
+            let _turn = this.inner.deliveries.jobs.clone().acquire_owned().await;
+            let results = this.refresh_each(&receiver, &todo, delivery.arrival).await;
+            delivery.finish(results);
+        });
+    }
+
+    /// Waits up to `timeout` for every patch and delivery job to end, then
+    /// stops the rest (they end as failed) and waits for them.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.inner.tasks.close();
+        if tokio::time::timeout(timeout, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.inner.tasks.len(),
+                "shutdown: stopping the refreshes still running"
+            );
+        }
+        self.inner.stop.cancel();
+        self.inner.tasks.wait().await;
     }
 
     /// Refreshes every matched Warehouse for a request that arrived at
     /// `arrival` on receiver `receiver`; at most `--refresh-concurrency` at
     /// once. Returns once each Warehouse is done or failed.
+    #[cfg(test)]
     pub async fn refresh(
         &self,
         receiver: &str,
         matches: &[WarehouseMatch],
         arrival: Instant,
     ) -> RefreshSummary {
+        let results = self.refresh_each(receiver, matches, arrival).await;
         let mut summary = RefreshSummary {
             total: matches.len(),
             ..RefreshSummary::default()
         };
+        for (_, result) in results {
+            match result {
+                RefreshOutcome::Patched => summary.patched += 1,
+                RefreshOutcome::Shared => summary.shared += 1,
+                RefreshOutcome::NotFound => summary.not_found += 1,
+                RefreshOutcome::Failed => summary.failed += 1,
+            }
+        }
+        summary
+    }
+
+    /// The result of each of `matches`, refreshed at most
+    /// `--refresh-concurrency` at once (and counted in the metrics).
+    async fn refresh_each(
+        &self,
+        receiver: &str,
+        matches: &[WarehouseMatch],
+        arrival: Instant,
+    ) -> Vec<(WarehouseRef, RefreshOutcome)> {
         // Owned futures: borrowed ones trip the compiler's higher-ranked
         // Send inference once this runs inside a hyper service.
         let receiver: Arc<str> = Arc::from(receiver);
@@ -299,25 +442,24 @@ impl Refresher {
             .map(|m| {
                 let this = self.clone();
                 let receiver = receiver.clone();
-                async move { this.refresh_one(&receiver, &m, arrival).await }
+                async move {
+                    let result = this.refresh_one(&receiver, &m, arrival).await;
+                    (m.warehouse, result)
+                }
             })
             .collect();
         let mut results =
             futures::stream::iter(jobs).buffer_unordered(self.inner.settings.concurrency);
-        while let Some(result) = results.next().await {
+        let mut all = Vec::with_capacity(matches.len());
+        while let Some((warehouse, result)) = results.next().await {
             self.inner
                 .metrics
                 .refreshes
                 .get_or_create(&RefreshLabels { result })
                 .inc();
-            match result {
-                RefreshOutcome::Patched => summary.patched += 1,
-                RefreshOutcome::Shared => summary.shared += 1,
-                RefreshOutcome::NotFound => summary.not_found += 1,
-                RefreshOutcome::Failed => summary.failed += 1,
-            }
+            all.push((warehouse, result));
         }
-        summary
+        all
     }
 
     async fn refresh_one(
@@ -333,7 +475,7 @@ impl Refresher {
                 None => {
                     let flight = Flight::new(receiver, &m.artifact);
                     slot.running = Some(flight.clone());
-                    tokio::spawn(drive(
+                    self.inner.tasks.spawn(drive(
                         self.inner.clone(),
                         m.warehouse.clone(),
                         flight.clone(),
@@ -379,10 +521,13 @@ async fn bounded_patch(
 ) -> Result<ObjectReference, PatchError> {
     let timeout = inner.settings.api_timeout;
     let call = tokio::time::timeout(timeout, inner.patcher.patch(warehouse, value));
-    match AssertUnwindSafe(call).catch_unwind().await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_elapsed)) => Err(PatchError::Timeout(timeout)),
-        Err(_panic) => Err(PatchError::Panicked),
+    tokio::select! {
+        () = inner.stop.cancelled() => Err(PatchError::Shutdown),
+        result = AssertUnwindSafe(call).catch_unwind() => match result {
+            Ok(Ok(result)) => result,
+            Ok(Err(_elapsed)) => Err(PatchError::Timeout(timeout)),
+            Err(_panic) => Err(PatchError::Panicked),
+        },
     }
 }
 
@@ -413,7 +558,7 @@ async fn drive(inner: Arc<Inner>, warehouse: WarehouseRef, mut flight: Arc<Fligh
                 RefreshOutcome::Patched
             }
             Err(PatchError::NotFound) => {
-                tracing::debug!(%warehouse, "Warehouse gone before its refresh; counted as done");
+                tracing::info!(%warehouse, "Warehouse gone before its refresh: reported as deleted");
                 RefreshOutcome::NotFound
             }
             Err(error) => {
@@ -575,7 +720,7 @@ mod tests {
                 failed: 2,
             }
         );
-        assert_eq!(summary.refreshed(), 2);
+        assert_eq!(summary.refreshed(), 1, "the deleted one is not refreshed");
         // A failed Warehouse is retried by the next request, not remembered.
         patcher.fail.lock().unwrap().clear();
         patcher.hang.lock().unwrap().clear();

@@ -442,7 +442,7 @@ pub(super) mod tests {
         routes: Arc<RouteTable>,
     ) -> Shared {
         let config = crate::testing::config(args);
-        let settings = crate::app::watch_settings(&config);
+        let settings = crate::app::watch_settings(&config, "test-replica");
         Shared {
             secrets: Arc::new(SecretReader::new(
                 client.clone(),

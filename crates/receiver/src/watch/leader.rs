@@ -64,15 +64,28 @@ impl LeaseConfig {
     }
 }
 
-/// The identity to use when none is configured: the host name (the pod name
-/// in Kubernetes), else a process-unique fallback.
+/// The identity to use when none is configured (`--identity`/`POD_NAME`):
+/// the host name plus a random suffix. The host name alone is not unique:
+/// two processes on one host, or `hostNetwork` pods on one node, share it,
+/// and two replicas with one identity would both believe they lead.
 pub fn default_identity() -> String {
-    std::env::var("HOSTNAME")
+    let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("kargo-harbor-receiver-{}", std::process::id()))
+        .unwrap_or_else(|| crate::NAME.to_owned());
+    with_random_suffix(&host)
+}
+
+/// `base` plus `-` and 8 random lowercase letters and digits.
+fn with_random_suffix(base: &str) -> String {
+    let suffix: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .filter(char::is_ascii)
+        .map(|c| c.to_ascii_lowercase())
+        .take(8)
+        .collect();
+    format!("{base}-{suffix}")
 }
 
 /// This replica's view of the election, shared with the controller.
@@ -349,6 +362,18 @@ mod tests {
         };
         assert_eq!(tiny.duration_seconds(), 1);
         assert_eq!(tiny.retry_period(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn default_identities_differ_even_on_one_host() {
+        let a = default_identity();
+        let b = default_identity();
+        assert_ne!(a, b);
+        let suffix = a.rsplit('-').next().unwrap();
+        assert_eq!(suffix.len(), 8, "{a}");
+        assert!(suffix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
     }
 
     #[test]

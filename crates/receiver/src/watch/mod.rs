@@ -41,6 +41,10 @@ use prometheus_client::metrics::counter::Counter;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+// The tasks end with `run`'s future, also when the app aborts it at the
+// shutdown bound (kube-runtime's controllers do not end while the API
+// server is unreachable).
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::SecretAccess;
 use crate::core::receiver_path::BaseUrl;
@@ -113,7 +117,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
     let leader_stop = CancellationToken::new();
     let leader_task = {
         let gauge = metrics.leader.clone();
-        tokio::spawn(leader::run(
+        AbortOnDropHandle::new(tokio::spawn(leader::run(
             client.clone(),
             settings.lease.clone(),
             leadership.clone(),
@@ -121,17 +125,17 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
                 gauge.set(i64::from(leading));
             },
             leader_stop.clone(),
-        ))
+        )))
     };
 
     let (warehouses_synced, warehouses_ready) = watch::channel(false);
-    let warehouse_task = tokio::spawn(warehouses::run(
+    let warehouse_task = AbortOnDropHandle::new(tokio::spawn(warehouses::run(
         Api::all(client.clone()),
         repositories,
         metrics.watch_restarts("warehouses"),
         warehouses_synced,
         shutdown.clone(),
-    ));
+    )));
 
     let (pc_secrets, pc_secret_rx) = mpsc::unbounded_channel::<SecretKey>();
     let (cc_secrets, cc_secret_rx) = mpsc::unbounded_channel::<SecretKey>();
@@ -172,7 +176,8 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
 
     let mut ready = vec![warehouses_ready, pc_ready, cc_ready];
     ready.extend(stores.synced());
-    let ready_task = tokio::spawn(mark_ready(ready, health, shutdown.clone()));
+    let ready_task =
+        AbortOnDropHandle::new(tokio::spawn(mark_ready(ready, health, shutdown.clone())));
 
     futures::join!(pc_controller, cc_controller);
     // The controllers stop on `shutdown`; so do the watches.
@@ -213,7 +218,7 @@ fn start_secret_watches(
     senders: &[mpsc::UnboundedSender<SecretKey>],
     restarts: Counter,
     shutdown: &CancellationToken,
-) -> (SecretStores, Vec<tokio::task::JoinHandle<()>>) {
+) -> (SecretStores, Vec<AbortOnDropHandle<()>>) {
     let mut stores = SecretStores::default();
     let mut tasks = Vec::new();
     if settings.secret_access != SecretAccess::Watch {
@@ -237,14 +242,14 @@ fn start_secret_watches(
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        tasks.push(tokio::spawn(watch_secrets(
+        tasks.push(AbortOnDropHandle::new(tokio::spawn(watch_secrets(
             api,
             writer,
             synced_tx,
             senders.to_vec(),
             restarts.clone(),
             shutdown.clone(),
-        )));
+        ))));
     }
     (stores, tasks)
 }

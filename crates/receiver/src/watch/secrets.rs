@@ -107,6 +107,17 @@ impl SecretStores {
     }
 }
 
+/// Zeroes every value of a Secret read with a GET (see `core::token` for
+/// what is and is not wiped).
+fn wipe_secret(secret: &mut Secret) {
+    for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+        crate::core::token::wipe(&mut value.0);
+    }
+    for value in secret.string_data.iter_mut().flat_map(|d| d.values_mut()) {
+        crate::core::token::wipe_str(value);
+    }
+}
+
 /// What reading a receiver's Secret gave, already reduced to what we keep.
 #[derive(Clone, Debug)]
 enum Derived {
@@ -231,9 +242,11 @@ impl SecretReader {
         }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), wanted.secret_namespace);
         let (resource_version, derived) = match api.get(wanted.secret_name).await {
-            Ok(s) => {
+            Ok(mut s) => {
                 let rv = s.metadata.resource_version.clone();
-                (rv, self.derive(wanted, &s))
+                let derived = self.derive(wanted, &s);
+                wipe_secret(&mut s);
+                (rv, derived)
             }
             // The API server's own message, as Kargo quotes it.
             Err(kube::Error::Api(s)) if s.code == 404 => (
@@ -357,6 +370,24 @@ fn invalid_name(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_secret_is_wiped() {
+        let mut secret = Secret {
+            data: Some(BTreeMap::from([(
+                AUTH_HEADER_KEY.to_owned(),
+                k8s_openapi::ByteString(b"token".to_vec()),
+            )])),
+            string_data: Some(BTreeMap::from([(
+                AUTH_HEADER_KEY.to_owned(),
+                "token".into(),
+            )])),
+            ..Secret::default()
+        };
+        wipe_secret(&mut secret);
+        assert!(secret.data.unwrap()[AUTH_HEADER_KEY].0.is_empty());
+        assert!(secret.string_data.unwrap()[AUTH_HEADER_KEY].is_empty());
+    }
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 

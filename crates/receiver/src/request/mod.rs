@@ -14,9 +14,16 @@
 //! | otherwise | 200 `{"msg":"refreshed N warehouse(s)"}` or 500 `{"error":"failed to refresh X of N warehouses"}` |
 //!
 //! Bodies are JSON followed by a newline, exactly as Kargo's Go encoder
-//! writes them. Beyond the table: a body not received within
-//! `--request-timeout` gets 408 `{"error":"request timeout"}`, refreshes not
-//! finished within it 503 `{"error":"request timeout"}` (Harbor retries).
+//! writes them. Beyond the table, every answer goes out within
+//! `--answer-deadline` of the request head: a body not received by then
+//! gets 408 `{"error":"request timeout"}`, refreshes not finished by then
+//! 503 `{"error":"request timeout"}` (Harbor retries, and its retry joins
+//! the work still running: see `refresh::deliveries`). A client that hangs
+//! up first is counted and logged as `client_gone`.
+//!
+//! Logs: one line per push answered 2xx or 5xx; rejections (4xx) are
+//! summarised per receiver and outcome ([`rejections`]). The method is
+//! logged as a bounded value; the path and `Authorization` never.
 //!
 //! The decisions are pure functions ([`decide_head`], [`decide_body`],
 //! [`refresh_reply`]); [`Handler::handle`] only adds I/O around them: it
@@ -28,7 +35,11 @@
 //! Memory: a request whose token is wrong is never buffered. With a declared
 //! Content-Length ≤ 2 MiB it is answered 401 at once (its body cannot exceed
 //! the limit, so 413 is impossible); without one its body is drained and
-//! counted only, to tell 413 from 401 as the table requires.
+//! counted only, to tell 413 from 401 as the table requires. Authorised
+//! bodies are bounded in all and per receiver ([`budget`]).
+
+mod budget;
+mod rejections;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -42,7 +53,6 @@ use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
-use tokio::sync::Semaphore;
 // Tokio's clock (std's when not paused): deadlines and the refresh
 // promise compare instants of one clock, also in paused-clock tests.
 use tokio::time::Instant;
@@ -50,18 +60,16 @@ use tokio::time::Instant;
 use crate::core::harbor;
 use crate::health::Health;
 use crate::index::{Index, ReceiverEntry, Repositories, WarehouseMatch};
-use crate::metrics::{Outcome, OutcomeLabels, RequestLabels, RequestMetrics};
-use crate::refresh::Refresher;
+use crate::metrics::{GaugeGuard, Outcome, OutcomeLabels, RequestLabels, RequestMetrics};
+use crate::refresh::deliveries::DeliveryKey;
+use crate::refresh::{Delivered, RefreshSummary, Refresher};
+use budget::BodyBudget;
+pub use budget::{BODIES_PER_RECEIVER, MAX_BUFFERED_BODIES};
+pub use rejections::method_label;
+use rejections::{Rejected, Rejections};
 
 /// Largest accepted body: 2 MiB, as Kargo.
 pub const MAX_BODY_BYTES: usize = 2 << 20;
-
-/// Authorised bodies buffered at once across all connections and h2
-/// streams. Without it the bound would be connections × streams × 2 MiB
-/// (1024 × 64 × 2 MiB) for a client holding a valid token; with it, body
-/// memory stays under 64 × 2 MiB = 128 MiB. Wrong-token bodies are drained,
-/// not kept, and need no permit.
-pub const MAX_BUFFERED_BODIES: usize = 64;
 
 /// An answer: status, metric outcome and JSON body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +157,7 @@ impl Reply {
         )
     }
 
-    /// 408: the body did not arrive within `--request-timeout`.
+    /// 408: the body did not arrive within `--answer-deadline`.
     pub fn body_timeout() -> Self {
         Self::fixed(
             StatusCode::REQUEST_TIMEOUT,
@@ -158,12 +166,23 @@ impl Reply {
         )
     }
 
-    /// 503: refreshes did not finish within `--request-timeout`.
+    /// 503: refreshes did not finish within `--answer-deadline` (they go
+    /// on in the background; Harbor's retry joins them).
     pub fn refresh_timeout() -> Self {
         Self::fixed(
             StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Timeout,
             "{\"error\":\"request timeout\"}\n",
+        )
+    }
+
+    /// The client went away before its answer (a broken body, or the
+    /// request dropped by hyper): never sent, counted as `client_gone`.
+    pub fn client_gone() -> Self {
+        Self::fixed(
+            StatusCode::BAD_REQUEST,
+            Outcome::ClientGone,
+            "{\"error\":\"invalid request body\"}\n",
         )
     }
 
@@ -194,8 +213,14 @@ pub fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     response
 }
 
-/// The answer once refreshes are done: Kargo's texts.
-pub fn refresh_reply(total: usize, failed: usize) -> Reply {
+/// The answer once every matching Warehouse has a result, in Kargo's
+/// words. `N` counts the Warehouses that exist: refreshed (patched, or
+/// satisfied by a shared patch) plus failed; deleted ones are in neither.
+/// Any failure: 500 `failed to refresh X of N warehouses` (Harbor retries);
+/// else 200 `refreshed N warehouse(s)`.
+pub fn refresh_reply(summary: &RefreshSummary) -> Reply {
+    let failed = summary.failed;
+    let total = summary.refreshed() + failed;
     if failed > 0 {
         Reply {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -338,7 +363,7 @@ pub fn decide_body(
     }
     let matches = repositories.matching(&receiver.scope, &event.artifacts);
     if matches.is_empty() {
-        BodyDecision::Answer(refresh_reply(0, 0))
+        BodyDecision::Answer(refresh_reply(&RefreshSummary::default()))
     } else {
         BodyDecision::Refresh(matches)
     }
@@ -383,41 +408,110 @@ pub struct RequestContext {
     pub refresher: Refresher,
     /// Request metrics.
     pub metrics: RequestMetrics,
-    /// Bound of a whole request, body and refreshes included.
-    pub request_timeout: Duration,
+    /// Every answer goes out within this time of the request head.
+    pub answer_deadline: Duration,
 }
 
 /// Handles webhook requests; one per server, shared by all connections.
 pub struct Handler {
     ctx: RequestContext,
-    bodies: Arc<Semaphore>,
+    bodies: BodyBudget,
+    rejections: Rejections,
 }
 
-struct InFlight(prometheus_client::metrics::gauge::Gauge);
+/// Counts and logs one request exactly once: when it is answered, or, if
+/// hyper drops it first (the client hung up), as `client_gone`.
+struct Record<'a> {
+    handler: &'a Handler,
+    arrival: Instant,
+    method: &'static str,
+    receiver: Option<Arc<ReceiverEntry>>,
+    matched: usize,
+    summary: Option<RefreshSummary>,
+    done: bool,
+}
 
-impl Drop for InFlight {
+impl Record<'_> {
+    fn finish(&mut self, outcome: Outcome, status: StatusCode) {
+        self.done = true;
+        let ctx = &self.handler.ctx;
+        let elapsed = self.arrival.elapsed();
+        let (project, name) = self
+            .receiver
+            .as_deref()
+            .map(|r| (r.scope.project(), r.name.as_str()))
+            .unwrap_or(("", ""));
+        ctx.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                project: project.to_owned(),
+                receiver: name.to_owned(),
+                outcome,
+            })
+            .inc();
+        ctx.metrics
+            .duration
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(elapsed.as_secs_f64());
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        if status.is_client_error() && outcome != Outcome::ClientGone {
+            self.handler.rejections.record(&Rejected {
+                project,
+                receiver: name,
+                outcome,
+                status: status.as_u16(),
+                method: self.method,
+                duration_ms,
+            });
+            return;
+        }
+        let summary = self.summary.unwrap_or_default();
+        // The path and the Authorization header are secrets: never logged.
+        tracing::info!(
+            receiver = name,
+            project,
+            method = self.method,
+            outcome = outcome.metric_label(),
+            status = status.as_u16(),
+            matched = self.matched,
+            refreshed = summary.refreshed(),
+            deleted = summary.not_found,
+            failed = summary.failed,
+            duration_ms,
+            "webhook request"
+        );
+    }
+}
+
+impl Drop for Record<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        if !self.done {
+            let gone = Reply::client_gone();
+            self.finish(gone.outcome, gone.status);
+        }
     }
 }
 
 impl Handler {
-    /// A handler buffering at most [`MAX_BUFFERED_BODIES`] bodies at once.
+    /// A handler buffering at most [`MAX_BUFFERED_BODIES`] bodies at once,
+    /// [`BODIES_PER_RECEIVER`] per receiver.
     pub fn new(ctx: RequestContext) -> Self {
-        Self::with_body_budget(ctx, MAX_BUFFERED_BODIES)
+        Self::with_body_budget(ctx, MAX_BUFFERED_BODIES, BODIES_PER_RECEIVER)
     }
 
-    /// A handler that buffers at most `bodies` authorised bodies at once.
-    fn with_body_budget(ctx: RequestContext, bodies: usize) -> Self {
+    /// A handler that buffers at most `bodies` authorised bodies at once,
+    /// `per_receiver` for any one receiver.
+    fn with_body_budget(ctx: RequestContext, bodies: usize, per_receiver: usize) -> Self {
         Self {
             ctx,
-            bodies: Arc::new(Semaphore::new(bodies)),
+            bodies: BodyBudget::new(bodies, per_receiver),
+            rejections: Rejections::default(),
         }
     }
 
     /// Answers one request on a receiver path (anything but /healthz and
-    /// /readyz). Never panics on any input; memory per request is bounded
-    /// by [`MAX_BODY_BYTES`].
+    /// /readyz) within the answer deadline. Never panics on any input;
+    /// memory per request is bounded by [`MAX_BODY_BYTES`].
     // No field from the request: its path and Authorization are secrets.
     #[tracing::instrument(name = "webhook_request", skip_all)]
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
@@ -427,9 +521,8 @@ impl Handler {
     {
         let ctx = &self.ctx;
         let arrival = Instant::now();
-        let deadline = arrival + ctx.request_timeout;
-        ctx.metrics.in_flight.inc();
-        let _in_flight = InFlight(ctx.metrics.in_flight.clone());
+        let deadline = arrival + ctx.answer_deadline;
+        let _in_flight = GaugeGuard::inc(&ctx.metrics.in_flight);
 
         let (parts, body) = request.into_parts();
         let declared_len = body.size_hint().exact().or_else(|| {
@@ -442,80 +535,89 @@ impl Handler {
             authorization: parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
             declared_len,
         };
-        let mut matched = 0usize;
-        let mut refreshed = 0usize;
+        let mut record = Record {
+            handler: self,
+            arrival,
+            method: method_label(&parts.method),
+            receiver: None,
+            matched: 0,
+            summary: None,
+            done: false,
+        };
         let route = ctx.index.routes.lookup(head.path);
-        let (receiver, reply) = match decide_head(route.as_ref(), &head) {
-            HeadDecision::Answer { receiver, reply } => (receiver, reply),
+        let reply = match decide_head(route.as_ref(), &head) {
+            HeadDecision::Answer { receiver, reply } => {
+                record.receiver = receiver;
+                reply
+            }
             HeadDecision::ReadBody {
                 receiver,
                 auth,
                 keep,
             } => {
-                // The body is read, parsed and dropped under one permit, so
-                // the refresh that may follow holds no body memory.
-                let decided = tokio::time::timeout_at(deadline, async {
-                    let _permit = match keep {
-                        true => self.bodies.acquire().await.ok(),
-                        false => None,
-                    };
-                    read_body(body, MAX_BODY_BYTES, keep).await.map(|read| {
-                        decide_body(&ctx.index.repositories.load(), &receiver, auth, &read)
-                    })
-                })
-                .await;
-                let reply = match decided {
-                    Err(_elapsed) => Reply::body_timeout(),
-                    Ok(Err(BodyError)) => Reply::invalid_body(),
-                    Ok(Ok(BodyDecision::Answer(reply))) => reply,
-                    Ok(Ok(BodyDecision::Refresh(matches))) => {
-                        matched = matches.len();
-                        let refresh = ctx.refresher.refresh(&receiver.name, &matches, arrival);
-                        match tokio::time::timeout_at(deadline, refresh).await {
-                            Err(_elapsed) => Reply::refresh_timeout(),
-                            Ok(summary) => {
-                                refreshed = summary.refreshed();
-                                refresh_reply(summary.total, summary.failed)
-                            }
-                        }
-                    }
-                };
-                (Some(receiver), reply)
+                record.receiver = Some(receiver.clone());
+                self.read_and_refresh(body, &receiver, auth, keep, &mut record, deadline)
+                    .await
             }
         };
-
-        let elapsed = arrival.elapsed();
-        let (project, name) = receiver
-            .as_deref()
-            .map(|r| (r.scope.project(), r.name.as_str()))
-            .unwrap_or(("", ""));
-        ctx.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                project: project.to_owned(),
-                receiver: name.to_owned(),
-                outcome: reply.outcome,
-            })
-            .inc();
-        ctx.metrics
-            .duration
-            .get_or_create(&OutcomeLabels {
-                outcome: reply.outcome,
-            })
-            .observe(elapsed.as_secs_f64());
-        // The path and the Authorization header are secrets: never logged.
-        tracing::info!(
-            receiver = name,
-            project,
-            method = %parts.method,
-            outcome = reply.outcome.metric_label(),
-            status = reply.status.as_u16(),
-            matched,
-            refreshed,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "webhook request"
-        );
+        record.finish(reply.outcome, reply.status);
         reply.into_response()
+    }
+
+    /// The rest of the table once the head says to read the body.
+    async fn read_and_refresh<B>(
+        &self,
+        body: B,
+        receiver: &Arc<ReceiverEntry>,
+        auth: Auth,
+        keep: bool,
+        record: &mut Record<'_>,
+        deadline: Instant,
+    ) -> Reply
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let ctx = &self.ctx;
+        // The body is read, parsed and dropped under one permit, so the
+        // refresh that may follow holds no body memory.
+        let decided = tokio::time::timeout_at(deadline, async {
+            let _permit = match keep {
+                true => self.bodies.acquire(receiver).await,
+                false => None,
+            };
+            let read = read_body(body, MAX_BODY_BYTES, keep).await?;
+            let decision = decide_body(&ctx.index.repositories.load(), receiver, auth, &read);
+            let key = match (&decision, &read) {
+                (BodyDecision::Refresh(_), BodyRead::Complete(bytes)) => {
+                    Some(DeliveryKey::of(receiver, bytes))
+                }
+                _ => None,
+            };
+            Ok::<_, BodyError>((decision, key))
+        })
+        .await;
+        let (matches, key) = match decided {
+            Err(_elapsed) => return Reply::body_timeout(),
+            Ok(Err(BodyError)) => return Reply::client_gone(),
+            Ok(Ok((BodyDecision::Answer(reply), _))) => return reply,
+            Ok(Ok((BodyDecision::Refresh(matches), Some(key)))) => (matches, key),
+            // A refresh decision always comes from a complete body.
+            Ok(Ok((BodyDecision::Refresh(_), None))) => return Reply::invalid_body(),
+        };
+        record.matched = matches.len();
+        let name: Arc<str> = Arc::from(receiver.name.as_str());
+        match ctx
+            .refresher
+            .deliver(key, &name, &matches, record.arrival, deadline)
+            .await
+        {
+            Delivered::Done(summary) => {
+                record.summary = Some(summary);
+                refresh_reply(&summary)
+            }
+            Delivered::Pending | Delivered::Busy => Reply::refresh_timeout(),
+        }
     }
 }
 
@@ -550,6 +652,10 @@ impl hyper::service::Service<Request<Incoming>> for WebhookService {
         let response = match request.uri().path() {
             "/healthz" => json(StatusCode::OK, "{\"status\":\"ok\"}\n"),
             "/readyz" if self.health.is_ready() => json(StatusCode::OK, "{\"status\":\"ready\"}\n"),
+            "/readyz" if self.health.is_draining() => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{\"status\":\"shutting down\"}\n",
+            ),
             "/readyz" => json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "{\"status\":\"not ready\"}\n",
@@ -825,12 +931,25 @@ mod tests {
 
     #[test]
     fn refresh_answers() {
-        let r = refresh_reply(3, 0);
+        let summary = |patched, shared, not_found, failed| RefreshSummary {
+            total: patched + shared + not_found + failed,
+            patched,
+            shared,
+            not_found,
+            failed,
+        };
+        let r = refresh_reply(&summary(2, 1, 0, 0));
         assert_eq!(
             (r.status.as_u16(), r.body.as_ref()),
             (200, "{\"msg\":\"refreshed 3 warehouse(s)\"}\n")
         );
-        let r = refresh_reply(3, 2);
+        // Deleted Warehouses are neither refreshed nor failed.
+        let r = refresh_reply(&summary(0, 0, 500, 0));
+        assert_eq!(
+            (r.status.as_u16(), r.body.as_ref()),
+            (200, "{\"msg\":\"refreshed 0 warehouse(s)\"}\n")
+        );
+        let r = refresh_reply(&summary(1, 0, 4, 2));
         assert_eq!(
             (r.status.as_u16(), r.body.as_ref()),
             (500, "{\"error\":\"failed to refresh 2 of 3 warehouses\"}\n")
@@ -850,8 +969,17 @@ mod tests {
             Reply::unsupported_event(),
             Reply::body_timeout(),
             Reply::refresh_timeout(),
-            refresh_reply(1, 0),
-            refresh_reply(1, 1),
+            Reply::client_gone(),
+            refresh_reply(&RefreshSummary {
+                total: 1,
+                patched: 1,
+                ..RefreshSummary::default()
+            }),
+            refresh_reply(&RefreshSummary {
+                total: 1,
+                failed: 1,
+                ..RefreshSummary::default()
+            }),
         ] {
             let body = reply.body.clone();
             let allow = reply.status == StatusCode::METHOD_NOT_ALLOWED;
@@ -933,18 +1061,22 @@ mod handle_tests {
     use hyper::body::Frame;
 
     fn handler(hang: bool) -> Handler {
+        let patcher = FakePatcher::new(true);
+        if hang {
+            patcher.hang.lock().unwrap().insert("w".into());
+        }
+        Arc::into_inner(handler_with(patcher).0).unwrap()
+    }
+
+    fn handler_with(patcher: Arc<FakePatcher>) -> (Arc<Handler>, Arc<FakePatcher>) {
         let index = Index::new();
         crate::testing::register_receiver(&index.routes, "p", "/harbor/abc", b"t");
         index
             .repositories
             .upsert(&crate::testing::any_version_warehouse("p", "w", "h/app"));
-        let patcher = FakePatcher::new(true);
-        if hang {
-            patcher.hang.lock().unwrap().insert("w".into());
-        }
         let metrics = Metrics::new();
         let refresher = Refresher::new(
-            Arc::new(patcher),
+            Arc::new(patcher.clone()),
             metrics.refresh.clone(),
             RefreshSettings {
                 api_timeout: Duration::from_secs(60),
@@ -952,13 +1084,14 @@ mod handle_tests {
             },
             None,
         );
-        Handler::new(RequestContext {
+        let handler = Handler::new(RequestContext {
             index,
             refresher,
             metrics: metrics.requests,
             // Virtual: the timeout tests run on a paused clock.
-            request_timeout: Duration::from_secs(30),
-        })
+            answer_deadline: Duration::from_millis(2500),
+        });
+        (Arc::new(handler), patcher)
     }
 
     /// The request metrics as Prometheus text.
@@ -1034,9 +1167,10 @@ mod handle_tests {
         // body is being buffered): an authorised request cannot buffer its
         // body and times out, while a wrong-token request (drained, not
         // kept) is still answered. With the permit back, the push succeeds.
-        let h = Handler::with_body_budget(handler(false).ctx, 1);
+        let h = Handler::with_body_budget(handler(false).ctx, 1, 1);
         let push = || post(Full::new(Bytes::from_static(PUSH.as_bytes())));
-        let held = h.bodies.clone().acquire_owned().await.unwrap();
+        let receiver = h.ctx.index.routes.lookup("/harbor/abc").unwrap();
+        let held = h.bodies.acquire(&receiver).await.unwrap();
         let blocked = answer(h.handle(push()).await).await;
         assert_eq!(blocked, (408, "{\"error\":\"request timeout\"}\n".into()));
         let wrong = Request::post("/harbor/abc")
@@ -1049,11 +1183,81 @@ mod handle_tests {
         let again = answer(h.handle(push()).await).await;
         assert_eq!(again.0, 200, "{again:?}");
         // The permit is returned after each request.
-        assert_eq!(h.bodies.available_permits(), 1);
+        assert_eq!(h.bodies.available(), 1);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn refreshes_beyond_the_request_timeout_get_503() {
+    async fn a_redelivery_joins_the_running_work_then_reuses_it() {
+        let (h, patcher) = handler_with(FakePatcher::new(false));
+        let push = || post(Full::new(Bytes::from_static(PUSH.as_bytes())));
+        // The API server does not answer in time: 503, the PATCH goes on.
+        let first = answer(h.handle(push()).await).await;
+        assert_eq!(first, (503, "{\"error\":\"request timeout\"}\n".into()));
+        assert_eq!(patcher.values("w").len(), 1);
+        // Harbor's retry (same body) joins that PATCH rather than starting
+        // another; it succeeds once the API server answers.
+        let retry = tokio::spawn({
+            let h = h.clone();
+            async move { answer(h.handle(push()).await).await }
+        });
+        tokio::task::yield_now().await;
+        patcher.open();
+        let retry = retry.await.unwrap();
+        assert_eq!(
+            retry,
+            (200, "{\"msg\":\"refreshed 1 warehouse(s)\"}\n".into())
+        );
+        assert_eq!(patcher.values("w").len(), 1, "one PATCH for both attempts");
+        // Harbor never retries a 2xx: the same body again is a new push.
+        let new_push = answer(h.handle(push()).await).await;
+        assert_eq!(new_push.0, 200);
+        assert_eq!(patcher.values("w").len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_redoes_what_failed() {
+        let patcher = FakePatcher::new(true);
+        patcher.fail.lock().unwrap().insert("w".into(), 500);
+        let (h, patcher) = handler_with(patcher);
+        let push = || post(Full::new(Bytes::from_static(PUSH.as_bytes())));
+        let failed = answer(h.handle(push()).await).await;
+        assert_eq!(
+            failed,
+            (
+                500,
+                "{\"error\":\"failed to refresh 1 of 1 warehouses\"}\n".into()
+            )
+        );
+        patcher.fail.lock().unwrap().clear();
+        let retry = answer(h.handle(push()).await).await;
+        assert_eq!(retry.0, 200);
+        assert_eq!(patcher.values("w").len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_hangs_up_is_counted_and_its_retry_joins_the_work() {
+        let (h, patcher) = handler_with(FakePatcher::new(false));
+        let push = || post(Full::new(Bytes::from_static(PUSH.as_bytes())));
+        // hyper drops the service future when the client goes away.
+        let cut = tokio::time::timeout(Duration::from_millis(100), h.handle(push())).await;
+        assert!(cut.is_err());
+        let text = exposition(&h);
+        assert!(text.contains(r#"outcome="client_gone"} 1"#), "{text}");
+        assert!(text.contains("webhook_requests_in_flight 0"), "{text}");
+        // Harbor saw a failure and retries: the retry joins the PATCH that
+        // went on.
+        let retry = tokio::spawn({
+            let h = h.clone();
+            async move { answer(h.handle(push()).await).await }
+        });
+        tokio::task::yield_now().await;
+        patcher.open();
+        assert_eq!(retry.await.unwrap().0, 200);
+        assert_eq!(patcher.values("w").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_beyond_the_answer_deadline_get_503() {
         let h = handler(true);
         let got = answer(
             h.handle(post(Full::new(Bytes::from_static(PUSH.as_bytes()))))
