@@ -46,6 +46,7 @@ fn index() -> Index {
                 name: "harbor-wh-receiver".into(),
                 token: TokenDigest::of(TOKEN),
                 why: RouteReason::Current,
+                counters: Default::default(),
             },
         }],
     );

@@ -6,7 +6,7 @@
 //! create unbounded series).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -91,6 +91,11 @@ pub enum Outcome {
     Timeout,
     /// The client went away before its answer.
     ClientGone,
+}
+
+impl Outcome {
+    /// How many there are (`outcome as usize` is below it).
+    pub const COUNT: usize = Outcome::ClientGone as usize + 1;
 }
 
 /// Labels of webhook request metrics.
@@ -252,6 +257,80 @@ pub struct RequestMetrics {
     pub duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     /// Webhook requests being handled.
     pub in_flight: Gauge,
+    /// `duration`'s histograms, each looked up once.
+    durations: Arc<PerOutcome<Histogram>>,
+    /// The counters of requests on no receiver's path.
+    unrouted: ReceiverCounters,
+}
+
+impl RequestMetrics {
+    /// Counts one answered request of `receiver` (`None`: the path named
+    /// none) and its duration. Each series is looked up (label hashing,
+    /// label strings allocated) once, on its first request; after that a
+    /// request costs an atomic add and a histogram observation.
+    pub fn record(
+        &self,
+        receiver: Option<(&ReceiverCounters, &str, &str)>,
+        outcome: Outcome,
+        elapsed: std::time::Duration,
+    ) {
+        let (counters, project, name) = receiver.unwrap_or((&self.unrouted, "", ""));
+        counters
+            .0
+            .get(outcome, || {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        project: project.to_owned(),
+                        receiver: name.to_owned(),
+                        outcome,
+                    })
+                    .clone()
+            })
+            .inc();
+        self.durations
+            .get(outcome, || {
+                self.duration
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .clone()
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// One value per [`Outcome`], each made on first use and kept.
+struct PerOutcome<T>([OnceLock<T>; Outcome::COUNT]);
+
+impl<T> Default for PerOutcome<T> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| OnceLock::new()))
+    }
+}
+
+impl<T> PerOutcome<T> {
+    fn get(&self, outcome: Outcome, make: impl FnOnce() -> T) -> &T {
+        self.0[outcome as usize].get_or_init(make)
+    }
+}
+
+/// A receiver's request counters (one per outcome), kept with its route so
+/// that counting its requests needs no label lookup (see
+/// [`RequestMetrics::record`]). A cache of the metrics registry: two are
+/// always equal, so it never makes two routes differ.
+#[derive(Clone, Default)]
+pub struct ReceiverCounters(Arc<PerOutcome<Counter>>);
+
+impl PartialEq for ReceiverCounters {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReceiverCounters {}
+
+impl std::fmt::Debug for ReceiverCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceiverCounters")
+    }
 }
 
 /// Metrics of the listeners (both ports).
@@ -396,6 +475,8 @@ impl Metrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(histogram),
             in_flight: Gauge::default(),
+            durations: Arc::default(),
+            unrouted: ReceiverCounters::default(),
         };
         let refresh = RefreshMetrics::default();
         let controller = ControllerMetrics::default();
@@ -587,6 +668,36 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn recorded_requests_land_in_their_labelled_series() {
+        let m = Metrics::new();
+        let counters = ReceiverCounters::default();
+        let harbor = Some((&counters, "kargo-demo", "harbor"));
+        let ms = std::time::Duration::from_millis(1);
+        m.requests.record(harbor, Outcome::Unauthorized, ms);
+        m.requests.record(harbor, Outcome::Unauthorized, ms);
+        m.requests.record(harbor, Outcome::Refreshed, ms);
+        m.requests.record(None, Outcome::NotFound, ms);
+        // A copy of the entry (the same receiver on another path) shares them.
+        let copy = counters.clone();
+        m.requests.record(
+            Some((&copy, "kargo-demo", "harbor")),
+            Outcome::Refreshed,
+            ms,
+        );
+        let text = m.encode(Sizes::default());
+        for needle in [
+            r#"webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="unauthorized"} 2"#,
+            r#"webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="refreshed"} 2"#,
+            r#"webhook_requests_total{project="",receiver="",outcome="not_found"} 1"#,
+            r#"webhook_request_duration_seconds_count{outcome="unauthorized"} 2"#,
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+        // Only outcomes that happened have a series.
+        assert!(!text.contains(r#"outcome="method_not_allowed""#), "{text}");
     }
 }
 

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use rpds::HashTrieMapSync;
 
 use crate::core::token::TokenDigest;
+use crate::metrics::ReceiverCounters;
 
 /// Where a receiver's refreshes may reach.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,6 +72,9 @@ pub struct ReceiverEntry {
     pub token: TokenDigest,
     /// Why this path routes here.
     pub why: RouteReason,
+    /// Its request counters, looked up once (a cache; never part of its
+    /// identity).
+    pub counters: ReceiverCounters,
 }
 
 /// One path a receiver answers on.
@@ -236,6 +240,7 @@ mod tests {
                 name: name.into(),
                 token: TokenDigest::of(token),
                 why: RouteReason::Current,
+                counters: Default::default(),
             },
         }
     }

@@ -60,7 +60,7 @@ use tokio::time::Instant;
 use crate::core::harbor;
 use crate::health::Health;
 use crate::index::{Index, ReceiverEntry, Repositories, WarehouseMatch};
-use crate::metrics::{GaugeGuard, Outcome, OutcomeLabels, RequestLabels, RequestMetrics};
+use crate::metrics::{GaugeGuard, Outcome, RequestMetrics};
 use crate::refresh::deliveries::DeliveryKey;
 use crate::refresh::{Delivered, RefreshSummary, Refresher};
 use budget::BodyBudget;
@@ -436,23 +436,12 @@ impl Record<'_> {
         self.done = true;
         let ctx = &self.handler.ctx;
         let elapsed = self.arrival.elapsed();
-        let (project, name) = self
+        let labelled = self
             .receiver
             .as_deref()
-            .map(|r| (r.scope.project(), r.name.as_str()))
-            .unwrap_or(("", ""));
-        ctx.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                project: project.to_owned(),
-                receiver: name.to_owned(),
-                outcome,
-            })
-            .inc();
-        ctx.metrics
-            .duration
-            .get_or_create(&OutcomeLabels { outcome })
-            .observe(elapsed.as_secs_f64());
+            .map(|r| (&r.counters, r.scope.project(), r.name.as_str()));
+        ctx.metrics.record(labelled, outcome, elapsed);
+        let (project, name) = labelled.map_or(("", ""), |(_, p, n)| (p, n));
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_client_error() && outcome != Outcome::ClientGone {
             self.handler.rejections.record(&Rejected {

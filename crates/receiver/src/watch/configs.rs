@@ -494,6 +494,7 @@ pub(super) mod tests {
                 name: "r".into(),
                 token: TokenDigest::of(b"t"),
                 why: crate::index::RouteReason::Current,
+                counters: Default::default(),
             },
         }
     }

@@ -328,6 +328,7 @@ impl SecretReader {
                         name: wanted.name.to_owned(),
                         token,
                         why: RouteReason::Current,
+                        counters: Default::default(),
                     },
                 }),
             ),
