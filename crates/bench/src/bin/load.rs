@@ -270,6 +270,9 @@ async fn main() -> anyhow::Result<()> {
     let wrong = format!("wrong-{TOKEN}");
     let nothing = push_matching_nothing();
     let one = push_matching_one();
+    check_answer(&url, TOKEN, nothing.clone(), StatusCode::OK, "refreshed 0").await?;
+    // The log volume counts every line the rejections cause, the first too.
+    let log_before = receiver.log_len()?;
     check_answer(
         &url,
         &wrong,
@@ -278,7 +281,6 @@ async fn main() -> anyhow::Result<()> {
         "unauthorized",
     )
     .await?;
-    check_answer(&url, TOKEN, nothing.clone(), StatusCode::OK, "refreshed 0").await?;
     check_answer(
         &bare_url,
         &wrong,
@@ -289,15 +291,15 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     if args.log_volume {
-        let before = receiver.log_len()?;
+        let before = log_before;
         let rejected = wrk.run(&receiver, &url, &wrong, &one)?;
         // Rejections are summarised per window: give the last line time to come.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let bytes = receiver.log_len()?.saturating_sub(before);
         println!(
             "log volume: {bytes} bytes for {} rejected requests: {} bytes per 10,000",
-            rejected.requests,
-            bytes * 10_000 / rejected.requests.max(1)
+            rejected.requests + 1,
+            bytes * 10_000 / (rejected.requests + 1)
         );
         return Ok(());
     }
