@@ -3,8 +3,11 @@
 # Container image of kargo-harbor-receiver.
 #
 # NOTE: no Docker engine runs where this project is developed and tested, so
-# CI never builds this image; it is kept simple and conventional so that it
-# builds anywhere with BuildKit:
+# CI never builds this image. It builds its binary with the command of the RUN
+# line below and checks it against the runtime image and the chart
+# (hack/image-check.sh, `make image-check`), and lints this file with hadolint
+# (hack/chart/validate.sh). Kept simple and conventional so that it builds
+# anywhere with BuildKit:
 #
 #   docker build -t kargo-harbor-receiver:0.1.0 .
 #

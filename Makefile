@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the end-to-end tests leave the program's API requests (tests/support/lib.rs).
 E2E_REQUESTS := $(or $(CARGO_TARGET_DIR),target)/e2e-requests
 
-.PHONY: help build test unit lint deny fmt bench demo crds update-crds chart
+.PHONY: help build test unit lint deny fmt bench demo crds update-crds chart image-check
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ deny: ## cargo deny check: advisories, licences, duplicate and banned crates, so
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
+image-check: ## Build the binary as the Dockerfile does and check it fits the image (no Docker engine needed)
+	bash hack/image-check.sh
+
 bench: ## Criterion benchmarks: the request hot path, the index at 1,000-100,000 Warehouses
 	$(CARGO) bench -p kargo-harbor-receiver --bench hot_path
 
@@ -43,5 +46,5 @@ demo: ## Local demo: emulated API server, the receiver, a Harbor push
 crds: ## Print the project's generated CRDs
 	@$(CARGO) run -q -p kargo-harbor-receiver -- crds
 
-update-crds: ## Rewrite charts/kargo-harbor-receiver/files/crds.yaml from crates/kargo-api
+update-crds: ## Rewrite charts/kargo-harbor-receiver/files/crds.yaml from crates/kargo-api and crates/registration-api
 	UPDATE_CRDS=1 $(CARGO) test -q -p e2e --test crds

@@ -211,12 +211,19 @@ fn every_request_of_the_end_to_end_tests_is_allowed_by_the_chart_rbac() {
         chart_lease.1
     );
     assert!(report.ok(), "{report}");
+    // Least privilege both ways: a grant no end-to-end request used is one
+    // to remove (or a path the tests do not cover).
+    assert!(
+        report.unused.is_empty(),
+        "grants of the default render no end-to-end request used:\n{report}"
+    );
 }
 
 /// What the program requests in a normal run: the watches (ProjectConfig,
-/// ClusterConfig, Warehouse), reads, a refresh, status writes, Events (and
-/// their series patch), the Lease, and Secrets as `secret_access` and
-/// `watch_namespaces` make it observe them.
+/// ClusterConfig, Warehouse, HarborWebhookRegistration: read only through
+/// them), a refresh, status writes, Events (and their series patch), a
+/// registration's finalizer and status, the Lease, and Secrets as
+/// `secret_access` and `watch_namespaces` make it observe them.
 fn program_requests(
     secret_access: &str,
     watch_namespaces: &[String],
@@ -225,6 +232,7 @@ fn program_requests(
     const K: &str = "kargo.akuity.io";
     const L: &str = "coordination.k8s.io";
     const E: &str = "events.k8s.io";
+    const R: &str = "kargo-harbor-receiver.io";
     let r = ResourceRequest::new;
     let mut out: Vec<Request> = vec![
         Request::NonResource {
@@ -235,15 +243,6 @@ fn program_requests(
             .in_namespace("kargo-demo")
             .named("w1")
             .into(),
-        r("get", K, "warehouses")
-            .in_namespace("kargo-demo")
-            .named("w1")
-            .into(),
-        r("get", K, "projectconfigs")
-            .in_namespace("kargo-demo")
-            .named("kargo-demo")
-            .into(),
-        r("get", K, "clusterconfigs").named("cluster").into(),
         r("patch", K, "projectconfigs")
             .in_namespace("kargo-demo")
             .named("kargo-demo")
@@ -266,6 +265,17 @@ fn program_requests(
         r("update", L, "leases")
             .in_namespace(&lease.0)
             .named(&lease.1)
+            .into(),
+        r("list", R, "harborwebhookregistrations").into(),
+        r("watch", R, "harborwebhookregistrations").into(),
+        r("patch", R, "harborwebhookregistrations")
+            .in_namespace("kargo-demo")
+            .named("registration")
+            .into(),
+        r("patch", R, "harborwebhookregistrations")
+            .in_namespace("kargo-demo")
+            .named("registration")
+            .on("status")
             .into(),
     ];
     for res in ["projectconfigs", "clusterconfigs", "warehouses"] {

@@ -297,6 +297,7 @@ async fn rotating_the_secret_moves_the_path() {
     wait_status(&env, PROJECT, "first URL", is_ready).await;
     wait_index_has(&running, VECTOR_PATH).await;
 
+    let (mut previous_path, mut previous_token) = (VECTOR_PATH.to_owned(), TOKEN.to_owned());
     for round in 0..3 {
         let token = format!("rotated-token-{round}");
         let new_path = expected_path(PROJECT, RECEIVER, &token);
@@ -312,9 +313,22 @@ async fn rotating_the_secret_moves_the_path() {
         assert_eq!(status.webhook_receivers.len(), 1);
         wait_index_has(&running, &new_path).await;
         let snap = running.index().routes.load();
-        assert_eq!(snap.len(), 1, "old path still indexed");
+        let current: Vec<&str> = snap
+            .paths()
+            .into_iter()
+            .filter(|p| snap.get(p).is_some_and(|e| e.grace_until.is_none()))
+            .collect();
+        assert_eq!(current, [new_path.as_str()], "one current path");
         assert!(snap.get(&new_path).unwrap().token.verify(token.as_bytes()));
-        assert!(snap.get(VECTOR_PATH).is_none());
+        // The previous path stays for the grace period (docs/behaviour.md,
+        // "Rotation"), accepting its own token only.
+        let previous = snap
+            .get(&previous_path)
+            .expect("previous path in its grace period");
+        assert!(previous.grace_until.is_some());
+        assert!(previous.token.verify(previous_token.as_bytes()));
+        assert!(!previous.token.verify(token.as_bytes()));
+        (previous_path, previous_token) = (new_path.clone(), token.clone());
         // Requests the controller made for this change (ours: user agent kube-rs;
         // the test's own requests are the PUT/GET of the Secret and status GETs).
         let reqs = env.requests();
@@ -434,8 +448,14 @@ async fn several_receivers_and_foreign_kinds() {
 #[tokio::test]
 async fn cluster_config_uses_the_system_resources_namespace() {
     let env = Env::start().await;
+    // Without a grace period, so that a rotated path leaves the index at once.
     let running = env
-        .start_app(&["--system-resources-namespace", "kargo-sys"])
+        .start_app(&[
+            "--system-resources-namespace",
+            "kargo-sys",
+            "--rotation-grace-period",
+            "0s",
+        ])
         .await;
     create_namespace(&env.client, "kargo-sys").await;
     put_auth_secret(&env.client, "kargo-sys", SECRET, TOKEN).await;

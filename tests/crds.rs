@@ -1,9 +1,10 @@
 #![forbid(unsafe_code)]
 //! Golden test: `charts/kargo-harbor-receiver/files/crds.yaml` (installed by
-//! the chart with `crds.install=true`) is exactly what `kargo_api::crds()`
-//! generates, and what `kargo-harbor-receiver crds` prints.
+//! the chart) is exactly what `kargo_harbor_receiver::crds()` generates, and
+//! what `kargo-harbor-receiver crds` prints.
 //!
-//! Regenerate the file after changing `crates/kargo-api` with
+//! Regenerate the file after changing `crates/kargo-api` or
+//! `crates/registration-api` with
 //! `make update-crds` (`UPDATE_CRDS=1 cargo test -p e2e --test crds`).
 
 use std::path::PathBuf;
@@ -11,10 +12,13 @@ use std::path::PathBuf;
 /// The header of the committed file; the CRDs follow it.
 const HEADER: &str = "\
 # GENERATED FILE - do not edit.
-# The program's own ProjectConfig, ClusterConfig and Warehouse CRDs, generated
-# from crates/kargo-api (kargo_api::crds(), what `kargo-harbor-receiver crds`
-# prints). tests/crds.rs fails when this file is stale; `make update-crds`
-# rewrites it. The chart installs these only with crds.install=true.
+# The program's CRDs, generated from crates/kargo-api (ProjectConfig,
+# ClusterConfig, Warehouse) and crates/registration-api
+# (HarborWebhookRegistration): kargo_harbor_receiver::crds(), what
+# `kargo-harbor-receiver crds` prints. tests/crds.rs fails when this file is
+# stale; `make update-crds` rewrites it. The chart installs Kargo's three only
+# with crds.install=true, HarborWebhookRegistration with
+# crds.installRegistration=true (the default).
 ";
 
 const REGENERATE: &str = "make update-crds  (UPDATE_CRDS=1 cargo test -p e2e --test crds)";
@@ -28,7 +32,7 @@ fn chart_crds_path() -> PathBuf {
 
 /// The CRDs as the `crds` subcommand prints them: one `---` document each.
 fn generated_documents() -> String {
-    kargo_api::crds()
+    kargo_harbor_receiver::crds()
         .iter()
         .map(|crd| format!("---\n{}", serde_yaml::to_string(crd).unwrap()))
         .collect()
@@ -41,7 +45,7 @@ fn diff(have: &str, want: &str) -> String {
         .context_radius(3)
         .header(
             "files/crds.yaml (committed)",
-            "kargo_api::crds() (generated)",
+            "kargo_harbor_receiver::crds() (generated)",
         )
         .to_string()
 }
@@ -63,7 +67,7 @@ fn the_chart_ships_the_crds_the_program_generates() {
     });
     assert!(
         have == want,
-        "{} is stale: it is not what kargo_api::crds() generates.\n\
+        "{} is stale: it is not what kargo_harbor_receiver::crds() generates.\n\
          Regenerate it with {REGENERATE}.\n\n{}",
         path.display(),
         diff(&have, &want)

@@ -14,7 +14,8 @@ rendered here in memory with the same Helm (hack/chart/helm.py). Checks:
 - RBAC is exactly the expected rule set for each Secret access mode and scope,
   every Role/ClusterRole is bound to the Deployment's ServiceAccount and to
   nothing else;
-- Service/ServiceMonitor/Ingress/PDB wiring, the CRDs equal files/crds.yaml;
+- Service/ServiceMonitor/Ingress/PDB wiring, the CRDs equal files/crds.yaml
+  (ours by default, Kargo's only with crds.install);
 - invalid values are refused by values.schema.json and a missing baseURL by
   the template's own `required` message.
 
@@ -159,11 +160,16 @@ def rule_set(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str, str, t
     return out
 
 
-def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lease: str):
+def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lease: str, registrations: bool = True):
     K = "kargo.akuity.io"
+    R = "kargo-harbor-receiver.io"
     rules = set()
+    if registrations:
+        for v in ("list", "watch", "patch"):
+            rules.add(("ClusterRole", "", R, "harborwebhookregistrations", v, ()))
+        rules.add(("ClusterRole", "", R, "harborwebhookregistrations/status", "patch", ()))
     for res in ("projectconfigs", "clusterconfigs", "warehouses"):
-        for v in ("get", "list", "watch"):
+        for v in ("list", "watch"):
             rules.add(("ClusterRole", "", K, res, v, ()))
     rules.add(("ClusterRole", "", K, "warehouses", "patch", ()))
     rules.add(("ClusterRole", "", K, "projectconfigs/status", "patch", ()))
@@ -182,10 +188,11 @@ def expected_rules(*, secret_verbs: list[str], secret_namespaces: list[str], lea
     return rules
 
 
-def check_rbac(docs: list[dict[str, Any]], label: str, *, secret_access: str, secret_namespaces: list[str], lease: str) -> None:
+def check_rbac(docs: list[dict[str, Any]], label: str, *, secret_access: str, secret_namespaces: list[str], lease: str,
+               registrations: bool = True) -> None:
     """The exact rule set, and the bindings; tests/chart.rs checks the program's requests against it."""
     verbs = ["get"] if secret_access == "get" else ["get", "list", "watch"]
-    want = expected_rules(secret_verbs=verbs, secret_namespaces=secret_namespaces, lease=lease)
+    want = expected_rules(secret_verbs=verbs, secret_namespaces=secret_namespaces, lease=lease, registrations=registrations)
     got = rule_set(docs)
     expect(got == want, f"{label}: RBAC rules differ; extra {sorted(got - want)}, missing {sorted(want - got)}")
     for d in docs:
@@ -245,8 +252,12 @@ def check_default(docs: list[dict[str, Any]]) -> None:
     pdb = one(docs, "PodDisruptionBudget")
     expect(pdb["spec"]["minAvailable"] == 1, "default: PDB minAvailable 1")
     expect(pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(), "default: PDB selects the pods")
-    for kind in ("Ingress", "ServiceMonitor", "CustomResourceDefinition"):
+    for kind in ("Ingress", "ServiceMonitor", "NetworkPolicy"):
         expect(kind not in kinds(docs), f"default: no {kind}")
+    crds = [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"]
+    expect(crds == ["harborwebhookregistrations.kargo-harbor-receiver.io"],
+           f"default: only our own CRD, not Kargo's ({crds})")
+    expect(env.get("REGISTRATIONS") == "true", "default: REGISTRATIONS true")
     check_rbac(docs, label, secret_access="watch", secret_namespaces=[], lease=FULLNAME)
 
 
@@ -284,6 +295,16 @@ def check_all(docs: list[dict[str, Any]], values: dict[str, Any]) -> None:
     expect(ep["port"] == "metrics" and ep["path"] == "/metrics", "all: ServiceMonitor scrapes metrics:/metrics")
     expect(sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE], "all: ServiceMonitor namespace")
 
+    np = one(docs, "NetworkPolicy")
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    expect(np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items(), "all: NetworkPolicy selects the pods")
+    expect(np["spec"]["policyTypes"] == ["Ingress"], "all: NetworkPolicy restricts ingress only")
+    by_port = {r["ports"][0]["port"]: r.get("from") for r in np["spec"]["ingress"]}
+    expect(by_port == {"http": values["networkPolicy"]["webhookFrom"], "metrics": values["networkPolicy"]["metricsFrom"]},
+           "all: NetworkPolicy opens the webhook and metrics ports to their peers only")
+    cport_names = {p["name"] for p in c["ports"]}
+    expect(set(by_port) == cport_names, "all: NetworkPolicy ports are the container's named ports")
+
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     shipped = [d for d in load((REPO / "charts/kargo-harbor-receiver/files/crds.yaml").read_text()) if d]
     expect(len(shipped) >= 3, "files/crds.yaml holds the CRDs")
@@ -308,6 +329,25 @@ def check_variants(chart: str) -> None:
     docs = render(chart, {**base, "watchNamespaces": ["kargo-demo"]})
     check_rbac(docs, "watchNamespaces", secret_access="watch", secret_namespaces=["kargo-demo"], lease=FULLNAME)
 
+    # Two releases in one cluster: cluster-scoped names never collide, whether
+    # the releases share a name (other namespaces) or a namespace. A CRD is a
+    # type, one per cluster: the first release installs it, every other one
+    # sets crds.installRegistration=false (values.yaml says so).
+    def cluster_names(name: str, namespace: str, values: dict[str, Any]) -> set[tuple[str, str]]:
+        out = load(helm.template(chart, values, name=name, namespace=namespace))
+        return {(d["kind"], d["metadata"]["name"]) for d in out if "namespace" not in d["metadata"]}
+    one_release = cluster_names(RELEASE, NAMESPACE, base)
+    expect({k for k, _ in one_release} == {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"},
+           "cluster-scoped: the ClusterRole, its binding and our CRD")
+    second = {**base, "crds": {"installRegistration": False}}
+    for other in [(RELEASE, "kargo-staging"), ("other", NAMESPACE), ("kargo-harbor-receiver", NAMESPACE)]:
+        expect(not one_release & cluster_names(*other, second),
+               f"two releases: {other} (crds.installRegistration=false) shares no cluster-scoped name with {(RELEASE, NAMESPACE)}")
+
+    docs = render(chart, {**base, "networkPolicy": {"enabled": True}})
+    np = one(docs, "NetworkPolicy")
+    expect(all("from" not in r for r in np["spec"]["ingress"]), "networkPolicy without peers: ports open to any source")
+
     docs = render(chart, {**base, "replicas": 1})
     expect("PodDisruptionBudget" not in kinds(docs), "replicas=1: no PDB")
 
@@ -319,6 +359,13 @@ def check_variants(chart: str) -> None:
     rule = one(docs, "Ingress")["spec"]["rules"][0]
     expect(rule["host"] == "kargo.example.com" and rule["http"]["paths"][0]["path"] == "/", "ingress: host without port, path / by default")
     expect("tls" not in one(docs, "Ingress")["spec"], "ingress: no TLS unless asked")
+
+    docs = render(chart, {**base, "registration": {"enabled": False}, "crds": {"installRegistration": False}})
+    check_rbac(docs, "registration.enabled=false", secret_access="watch", secret_namespaces=[], lease=FULLNAME,
+               registrations=False)
+    expect("CustomResourceDefinition" not in kinds(docs), "crds.installRegistration=false: no CRD")
+    env = {e["name"]: e.get("value") for e in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    expect(env.get("REGISTRATIONS") == "false", "registration.enabled=false: REGISTRATIONS false")
 
     # Beside Kargo's external webhooks server: one host and base path,
     # <base>/harbor/ here, everything else to Kargo's Service.
@@ -357,6 +404,8 @@ def check_variants(chart: str) -> None:
     refused({"baseURL": "ftp://kargo.example.com"}, "/baseURL", "ftp baseURL")
     refused({**base, "secretAccess": "list"}, "/secretAccess", "secretAccess=list")
     refused({**base, "logFormat": "xml"}, "/logFormat", "logFormat=xml")
+    for bad in ["warning", "INFO", "info,", "kube=loud", ""]:
+        refused({**base, "logLevel": bad}, "/logLevel", f"logLevel={bad!r}")
     refused({**base, "secretResync": "soon"}, "/secretResync", "secretResync=soon")
     refused({**base, "watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces", "bad namespace")
     refused({**base, "replicaCount": 3}, "replicaCount", "unknown key")

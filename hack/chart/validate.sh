@@ -182,7 +182,7 @@ check_applied() {
   fi
   sa="$("${kubectl[@]}" get deployment "$release-kargo-harbor-receiver" -n "$namespace" \
     -o 'jsonpath={.spec.template.spec.serviceAccountName}')"
-  got="$("${kubectl[@]}" get clusterrolebinding "$release-kargo-harbor-receiver" \
+  got="$("${kubectl[@]}" get clusterrolebinding "$namespace-$release-kargo-harbor-receiver" \
     -o 'jsonpath={.subjects[0].namespace}/{.subjects[0].name}')"
   if [[ "$got" != "$namespace/$sa" ]]; then
     echo "FAIL: the ClusterRoleBinding binds $got, the Deployment runs as $namespace/$sa" >&2

@@ -29,6 +29,7 @@ pub use webhook::{http_client, send, Answer, HttpClient, ANSWER_DEADLINE};
 
 pub mod abuse;
 mod binary;
+pub mod harbor;
 pub mod kargo;
 pub mod rbac;
 mod webhook;
@@ -125,7 +126,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CaptureWriter {
     }
 }
 
-/// A fresh emulator with Kargo's three CRDs and a client for it.
+/// A fresh emulator with Kargo's three CRDs and the program's
+/// HarborWebhookRegistration CRD, and a client for it.
 pub struct Env {
     /// The emulator (request log, faults, watch drops, compaction).
     pub emulator: Handle,
@@ -141,6 +143,10 @@ impl Env {
         for plural in ["projectconfigs", "clusterconfigs", "warehouses"] {
             opts = opts.with_crd(kargo_crd_path(plural));
         }
+        // The program's own CRD, as the chart installs it.
+        let registration = serde_json::to_value(harbor_registration_api::crd())
+            .unwrap_or_else(|e| panic!("the HarborWebhookRegistration CRD: {e}"));
+        opts = opts.with_crd(registration);
         let emulator = Emulator::start(opts)
             .await
             .unwrap_or_else(|e| panic!("starting kube-emulator: {e:#}"));
@@ -343,26 +349,32 @@ pub fn unique_identity() -> String {
     )
 }
 
-/// The `run` arguments tests use, before `extra`: base URL, ephemeral
-/// listeners, lease in `default`, a unique identity, a 2 s lease.
+/// The `run` arguments tests use, before `extra`: base URL ([`BASE_URL`]
+/// unless `extra` has one), ephemeral listeners, lease in `default`, a
+/// unique identity, a 2 s lease.
 pub fn test_args(extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "kargo-harbor-receiver",
-        "run",
-        "--base-url",
-        BASE_URL,
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--lease-namespace",
-        "default",
-        "--lease-duration",
-        "2s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = ["kargo-harbor-receiver", "run"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if !extra.contains(&"--base-url") {
+        args.push("--base-url".into());
+        args.push(BASE_URL.into());
+    }
+    args.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            "default",
+            "--lease-duration",
+            "2s",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     if !extra.contains(&"--identity") {
         args.push("--identity".into());
         args.push(unique_identity());

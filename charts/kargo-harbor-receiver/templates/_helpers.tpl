@@ -17,6 +17,14 @@
 {{- end }}
 {{- end }}
 
+{{/* Name of the cluster-scoped objects (ClusterRole, ClusterRoleBinding):
+release-qualified *and* namespace-qualified, so that two releases of the same
+name in different namespaces do not take over each other's. Not truncated:
+these names are not DNS labels (up to 253 characters). */}}
+{{- define "khr.clusterScopedName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "khr.fullname" .) }}
+{{- end }}
+
 {{- define "khr.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}

@@ -55,8 +55,29 @@ pub fn json_patch(target: &Value, ops: Value) -> Result<Value, JsonPatchError> {
     let ops: json_patch::Patch = serde_json::from_value(ops)?;
     let mut doc = target.clone();
     // The copy is thrown away on failure, so the crate need not undo partial changes.
-    json_patch::patch_unsafe(&mut doc, &ops)?;
+    for op in &ops.0 {
+        if missing_member_tested_null(&doc, op) {
+            continue;
+        }
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op))?;
+    }
     Ok(doc)
+}
+
+/// Whether `op` tests a member that `doc` lacks (in an object it has)
+/// against `null`: the API server's evanphx/json-patch passes that test,
+/// the `json-patch` crate fails it. kube-rs's finalizer helper adds the
+/// first finalizer with `test /metadata/finalizers == null` and `add`.
+fn missing_member_tested_null(doc: &Value, op: &json_patch::PatchOperation) -> bool {
+    let json_patch::PatchOperation::Test(test) = op else {
+        return false;
+    };
+    let path = test.path.as_str();
+    let parent_is_object = path
+        .rsplit_once('/')
+        .and_then(|(parent, _)| doc.pointer(parent))
+        .is_some_and(Value::is_object);
+    test.value.is_null() && doc.pointer(path).is_none() && parent_is_object
 }
 
 /// Approximate strategic merge patch: directives (`$patch`, `$retainKeys`,
@@ -91,6 +112,24 @@ mod tests {
         let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
         merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
         assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+    }
+
+    #[test]
+    fn a_missing_member_tests_equal_to_null_as_on_a_real_api_server() {
+        let doc = json!({"metadata": {"name": "x"}});
+        let ops = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}
+        ]);
+        assert_eq!(
+            json_patch(&doc, ops).unwrap(),
+            json!({"metadata": {"name": "x", "finalizers": ["f"]}})
+        );
+        // Not when the member's parent is missing too, nor for another value.
+        let missing_parent = json!([{"op": "test", "path": "/spec/x", "value": null}]);
+        assert!(json_patch(&doc, missing_parent).is_err());
+        let other_value = json!([{"op": "test", "path": "/metadata/f", "value": []}]);
+        assert!(json_patch(&doc, other_value).is_err());
     }
 
     #[test]

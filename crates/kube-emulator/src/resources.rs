@@ -206,6 +206,13 @@ pub fn builtins() -> Vec<ResourceType> {
         deploy,
         pdb,
         ing,
+        ResourceType::builtin(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+        ),
         rbac("roles", "Role", true),
         rbac("rolebindings", "RoleBinding", true),
         rbac("clusterroles", "ClusterRole", false),

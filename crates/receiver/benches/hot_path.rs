@@ -47,6 +47,7 @@ fn index() -> Index {
                 token: TokenDigest::of(TOKEN),
                 why: RouteReason::Current,
                 counters: Default::default(),
+                grace_until: None,
             },
         }],
     );

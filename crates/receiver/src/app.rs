@@ -44,6 +44,7 @@ use crate::refresh::{KubePatcher, RefreshSettings, Refresher};
 use crate::request::{Handler, RequestContext, WebhookService};
 use crate::tls::{self, TlsError};
 use crate::watch::leader::LeaseConfig;
+use crate::watch::registrations::RegistrationSettings;
 use crate::watch::{self, WatchError, WatchParts, WatchSettings};
 
 /// Capacity of the Warehouse Event queue; Events beyond it are dropped.
@@ -53,8 +54,8 @@ const EVENT_QUEUE: usize = 1024;
 #[derive(Debug, Error)]
 pub enum RunError {
     /// No usable Kubernetes configuration (KUBECONFIG or in-cluster).
-    #[error("cannot configure the Kubernetes client: {0}")]
-    Kubeconfig(#[source] kube::Error),
+    #[error(transparent)]
+    Kubeconfig(#[from] crate::kubeconfig::ClientError),
     /// A listener could not start.
     #[error(transparent)]
     Listen(#[from] ListenError),
@@ -85,6 +86,15 @@ pub(crate) fn watch_settings(config: &Config, identity: &str) -> WatchSettings {
         watch_namespaces: config.watch_namespaces.clone(),
         secret_resync: config.secret_resync,
         resync_interval: config.resync_interval,
+        api_server: config
+            .api_server
+            .clone()
+            .unwrap_or_else(|| "the API server".into()),
+        rotation_grace_period: config.rotation_grace_period,
+        registrations: config.registrations.then_some(RegistrationSettings {
+            resync: config.registration_resync,
+            harbor_timeout: config.harbor_timeout,
+        }),
         lease: LeaseConfig {
             name: config.lease_name.clone(),
             namespace: config.lease_namespace.clone(),
@@ -214,6 +224,7 @@ pub async fn start(config: Config, client: kube::Client) -> Result<Running, RunE
             routes: index.routes.clone(),
             repositories: index.repositories.clone(),
             metrics: metrics.controller.clone(),
+            registration_metrics: metrics.registrations.clone(),
             health: health.clone(),
         },
         shutdown.clone(),
@@ -358,26 +369,20 @@ pub const USER_AGENT: &str = concat!("kargo-harbor-receiver/", env!("CARGO_PKG_V
 /// The program's client configuration: `config` (from KUBECONFIG, in-cluster,
 /// or a test's kubeconfig) with [`USER_AGENT`] set on every request. Used by
 /// [`run`] and by the end-to-end tests for the client they hand to [`start`].
-pub fn client_config(mut config: kube::Config) -> kube::Config {
-    config
-        .headers
-        .retain(|(name, _)| name != http::header::USER_AGENT);
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
-    ));
-    config
+pub fn client_config(config: kube::Config) -> kube::Config {
+    crate::kubeconfig::with_user_agent(config, USER_AGENT)
 }
 
 /// Runs until SIGTERM or SIGINT, with the client from KUBECONFIG or the
 /// in-cluster configuration.
 pub async fn run(config: Config) -> Result<(), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let kube_config = kube::Config::infer()
-        .await
-        .map_err(|e| RunError::Kubeconfig(kube::Error::InferConfig(e)))?;
-    let client =
-        kube::Client::try_from(client_config(kube_config)).map_err(RunError::Kubeconfig)?;
+    let cluster = crate::kubeconfig::infer(USER_AGENT).await?;
+    let client = cluster.client;
+    let config = Config {
+        api_server: Some(cluster.server),
+        ..config
+    };
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let drain_delay = config.drain_delay;
@@ -404,6 +409,27 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn it_stops_on_request_when_the_api_server_was_never_reached() {
+        // Nothing listens at the offline client's address: every watch is in
+        // backoff, kube's controllers wait for a first list that never comes.
+        let client = crate::testing::offline_client();
+        let config = crate::testing::config(&[
+            "--base-url",
+            "https://h",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]);
+        let running = start(config, client).await.unwrap();
+        // Generous: a hang is what this catches, not a slow stop.
+        tokio::time::timeout(std::time::Duration::from_secs(60), running.shutdown())
+            .await
+            .expect("stopped")
+            .expect("cleanly");
+    }
 
     #[test]
     fn client_config_sets_one_user_agent() {

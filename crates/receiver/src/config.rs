@@ -23,8 +23,18 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller and the webhook server.
     Run(Box<Config>),
-    /// Print the project's own CRDs (for clusters without Kargo) as YAML.
+    /// Print the CRDs as YAML: HarborWebhookRegistration (always needed
+    /// with --registrations) and Kargo's three (for clusters without Kargo).
     Crds,
+    /// Explain a Harbor push: which Warehouses it refreshes and why the
+    /// others are not, with the receiver's own matching code.
+    Explain(crate::explain::ExplainArgs),
+    /// Send a test Harbor push to a receiver, as Harbor would (Harbor has
+    /// no test button since v2.3), and print the answer.
+    SendTest(crate::send_test::SendTestArgs),
+    /// Show the last webhook deliveries Harbor recorded for a
+    /// HarborWebhookRegistration's policies (uses KUBECONFIG).
+    Deliveries(crate::deliveries::DeliveriesArgs),
 }
 
 /// How Secrets referenced by receivers are observed.
@@ -91,13 +101,34 @@ pub struct Config {
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
 
-    /// With --secret-access=get, how often referenced Secrets are re-read.
-    #[arg(long, env = "SECRET_RESYNC", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// With --secret-access=get, how often referenced Secrets are re-read
+    /// (at least 1s).
+    #[arg(long, env = "SECRET_RESYNC", default_value = "60s", value_parser = at_least_one_second)]
     pub secret_resync: Duration,
 
-    /// Periodic full reconcile, bounding drift.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    /// Periodic full reconcile, bounding drift (at least 1s).
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = at_least_one_second)]
     pub resync_interval: Duration,
+
+    /// After a receiver's auth header changes, how long its previous path
+    /// and token stay accepted (Harbor's queued retries come up to ~3 min
+    /// after an event); 0 disables.
+    #[arg(long, env = "ROTATION_GRACE_PERIOD", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub rotation_grace_period: Duration,
+
+    /// Run the HarborWebhookRegistration controller (needs its CRD; see
+    /// `kargo-harbor-receiver crds`).
+    #[arg(long, env = "REGISTRATIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub registrations: bool,
+
+    /// How often each registration is compared with Harbor, repairing
+    /// edits made there (drift).
+    #[arg(long, env = "REGISTRATION_RESYNC", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub registration_resync: Duration,
+
+    /// Timeout of each Harbor API request of the registration controller.
+    #[arg(long, env = "HARBOR_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub harbor_timeout: Duration,
 
     /// Name of the coordination.k8s.io/v1 Lease used for leader election.
     #[arg(long, env = "LEASE_NAME", default_value = "kargo-harbor-receiver")]
@@ -107,8 +138,9 @@ pub struct Config {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
 
-    /// Lease duration; a new leader takes over within it.
-    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    /// Lease duration; a new leader takes over within it (at least 1s: the
+    /// Lease holds whole seconds).
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = at_least_one_second)]
     pub lease_duration: Duration,
 
     /// This replica's identity in the Lease and in its Events (default:
@@ -118,45 +150,48 @@ pub struct Config {
     pub identity: Option<String>,
 
     /// Connections held at once on each listener's port (webhook); when
-    /// all are taken, the one idle longest gives way to a new one.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    /// all are taken, the one idle longest gives way to a new one (at
+    /// least 1).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = at_least_one)]
     pub max_connections: usize,
 
     /// Connections held at once by one client address (webhook listener);
     /// beyond it, that address's connection idle longest gives way. Behind
     /// a proxy every client has the proxy's address: raise it to
-    /// --max-connections there.
-    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 128)]
+    /// --max-connections there. At least 1.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 128, value_parser = at_least_one)]
     pub max_connections_per_client: usize,
 
     /// Time from a connection's accept for its TLS handshake, protocol
-    /// detection and first request head (and for each later HTTP/1 head).
-    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// detection and first request head (and for each later HTTP/1 head);
+    /// above zero.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = above_zero)]
     pub header_read_timeout: Duration,
 
     /// A connection with no request (HTTP/1) or stream (HTTP/2) in progress
-    /// for this long is closed; pings do not count.
-    #[arg(long, env = "IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// for this long is closed; pings do not count. Above zero.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "30s", value_parser = above_zero)]
     pub idle_timeout: Duration,
 
     /// Every webhook answer goes out within this time of its request head,
     /// body and refreshes included; keep it below Harbor's 3 s. Refreshes
     /// still running then go on in the background and the answer is 503
-    /// (Harbor retries; the retry joins that work).
-    #[arg(long, env = "ANSWER_DEADLINE", default_value = "2500ms", value_parser = humantime::parse_duration)]
+    /// (Harbor retries; the retry joins that work). Above zero.
+    #[arg(long, env = "ANSWER_DEADLINE", default_value = "2500ms", value_parser = above_zero)]
     pub answer_deadline: Duration,
 
     /// Bound of each API call (a refresh PATCH with kube's own retries);
-    /// work past the answer deadline is bounded by it.
-    #[arg(long, env = "API_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// work past the answer deadline is bounded by it. Above zero.
+    #[arg(long, env = "API_TIMEOUT", default_value = "10s", value_parser = above_zero)]
     pub api_timeout: Duration,
 
-    /// Maximum concurrent Warehouse patches for one delivery.
-    #[arg(long, env = "REFRESH_CONCURRENCY", default_value_t = 64)]
+    /// Maximum concurrent Warehouse patches for one delivery (at least 1).
+    #[arg(long, env = "REFRESH_CONCURRENCY", default_value_t = 64, value_parser = at_least_one)]
     pub refresh_concurrency: usize,
 
     /// On SIGTERM, how long /readyz answers 503 while serving goes on, so
-    /// that Kubernetes removes the endpoint before the port closes.
+    /// that Kubernetes removes the endpoint before the port closes (0s: no
+    /// drain).
     #[arg(long, env = "DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain_delay: Duration,
 
@@ -170,6 +205,10 @@ pub struct Config {
     /// Log format; RUST_LOG filters.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: LogFormat,
+
+    /// The API server's URL, for log lines: from the kubeconfig, not a flag.
+    #[arg(skip)]
+    pub api_server: Option<String>,
 }
 
 impl Config {
@@ -202,6 +241,74 @@ impl Config {
 
 fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
     BaseUrl::parse(text).map_err(|e| e.to_string())
+}
+
+// Zero and near-zero values are refused where they break the program
+// rather than tune it: a 0s resync reconciles in a busy loop, a 0s Lease
+// flaps, zero connections or patches serve nothing, a 0s timeout fails
+// every request.
+
+fn at_least_one_second(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+fn above_zero(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be above zero".into());
+    }
+    Ok(d)
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A command-line error in one line: which flag, its environment variable
+/// where it has one, and what is wrong. `None` for errors better shown as
+/// clap shows them (help, version, unknown flags with suggestions).
+pub fn one_line_error(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    match err.kind() {
+        ErrorKind::MissingRequiredArgument => {
+            let missing = match err.get(ContextKind::InvalidArg) {
+                Some(ContextValue::Strings(s)) => s.clone(),
+                _ => return None,
+            };
+            let cmd = Cli::command();
+            let args: Vec<&clap::Arg> = cmd
+                .get_subcommands()
+                .flat_map(|c| c.get_arguments())
+                .collect();
+            let described: Vec<String> = missing
+                .iter()
+                .map(|m| {
+                    let long = m.split_whitespace().next().unwrap_or(m);
+                    let env = args
+                        .iter()
+                        .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == long))
+                        .and_then(|a| a.get_env())
+                        .map(|e| format!(" (or set {})", e.to_string_lossy()))
+                        .unwrap_or_default();
+                    format!("{long}{env}")
+                })
+                .collect();
+            Some(format!("error: missing {}", described.join(", ")))
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            err.to_string().lines().next().map(str::to_owned)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +368,52 @@ mod tests {
             let err = run(args).expect_err("must be refused").to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn values_that_break_the_program_get_one_line_each() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("--resync-interval", "0s", "must be at least 1s"),
+            ("--resync-interval", "10ms", "must be at least 1s"),
+            ("--secret-resync", "0s", "must be at least 1s"),
+            ("--lease-duration", "0s", "must be at least 1s"),
+            ("--max-connections", "0", "must be at least 1"),
+            ("--refresh-concurrency", "0", "must be at least 1"),
+            ("--refresh-concurrency", "many", "invalid digit"),
+            ("--header-read-timeout", "0s", "must be above zero"),
+            ("--answer-deadline", "0s", "must be above zero"),
+            ("--idle-timeout", "0s", "must be above zero"),
+            ("--max-connections-per-client", "0", "must be at least 1"),
+            ("--api-timeout", "0s", "must be above zero"),
+        ];
+        for (flag, value, why) in cases {
+            let err = run(&["--base-url", "https://x", flag, value]).expect_err("refused");
+            let line = one_line_error(&err).unwrap_or_else(|| panic!("{flag}: {err}"));
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.starts_with("error: invalid value"), "{line}");
+            assert!(
+                line.contains(flag) && line.contains(why),
+                "{flag} {value}: {line}"
+            );
+        }
+        // Zero is meaningful here: no drain.
+        let c = run(&["--base-url", "https://x", "--shutdown-timeout", "0s"]).unwrap();
+        assert!(c.shutdown_timeout.is_zero());
+    }
+
+    #[test]
+    fn a_missing_base_url_names_its_env_var() {
+        let err = run(&[]).expect_err("refused");
+        assert_eq!(
+            one_line_error(&err).as_deref(),
+            Some("error: missing --base-url (or set EXTERNAL_WEBHOOK_SERVER_BASE_URL)")
+        );
+        let help = Cli::try_parse_from(["kargo-harbor-receiver", "run", "--help"]).unwrap_err();
+        assert_eq!(
+            one_line_error(&help),
+            None,
+            "help is shown as clap shows it"
+        );
     }
 
     #[test]

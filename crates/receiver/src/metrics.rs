@@ -129,6 +129,33 @@ pub enum RefreshOutcome {
     Failed,
 }
 
+/// How a HarborWebhookRegistration reconcile ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RegistrationResult {
+    /// Every project's policy is as declared.
+    Synced,
+    /// Harbor was asked; some project is not as declared.
+    NotSynced,
+    /// Harbor was not asked: the receiver or the credentials are unusable.
+    Blocked,
+    /// A Kubernetes API error; retried with backoff.
+    Error,
+}
+
+/// Labels naming a registration reconcile's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// The result.
+    pub result: RegistrationResult,
+}
+
+/// Labels naming a webhook policy write.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// `create`, `update` or `delete`.
+    pub action: &'static str,
+}
+
 /// How a connection ended, or why it was refused.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ConnectionEnd {
@@ -215,6 +242,12 @@ snake_case_label_values! {
         Refused => "refused",
         Shutdown => "shutdown",
     }
+    RegistrationResult {
+        Synced => "synced",
+        NotSynced => "not_synced",
+        Blocked => "blocked",
+        Error => "error",
+    }
     RefreshOutcome {
         Patched => "patched",
         Shared => "shared",
@@ -261,6 +294,9 @@ pub struct RequestMetrics {
     durations: Arc<PerOutcome<Histogram>>,
     /// The counters of requests on no receiver's path.
     unrouted: ReceiverCounters,
+    /// Webhook requests that came in on a rotated receiver's previous path
+    /// during its grace period, by project, receiver and outcome.
+    pub grace_period: Family<RequestLabels, Counter>,
 }
 
 impl RequestMetrics {
@@ -268,24 +304,34 @@ impl RequestMetrics {
     /// none) and its duration. Each series is looked up (label hashing,
     /// label strings allocated) once, on its first request; after that a
     /// request costs an atomic add and a histogram observation.
+    /// `grace_period`: the request came in on a rotated receiver's previous
+    /// path, and is also counted in `grace_period`.
     pub fn record(
         &self,
         receiver: Option<(&ReceiverCounters, &str, &str)>,
+        grace_period: bool,
         outcome: Outcome,
         elapsed: std::time::Duration,
     ) {
         let (counters, project, name) = receiver.unwrap_or((&self.unrouted, "", ""));
+        let labels = || RequestLabels {
+            project: project.to_owned(),
+            receiver: name.to_owned(),
+            outcome,
+        };
+        if grace_period {
+            counters
+                .0
+                .grace_period
+                .get(outcome, || {
+                    self.grace_period.get_or_create(&labels()).clone()
+                })
+                .inc();
+        }
         counters
             .0
-            .get(outcome, || {
-                self.requests
-                    .get_or_create(&RequestLabels {
-                        project: project.to_owned(),
-                        receiver: name.to_owned(),
-                        outcome,
-                    })
-                    .clone()
-            })
+            .requests
+            .get(outcome, || self.requests.get_or_create(&labels()).clone())
             .inc();
         self.durations
             .get(outcome, || {
@@ -312,12 +358,19 @@ impl<T> PerOutcome<T> {
     }
 }
 
-/// A receiver's request counters (one per outcome), kept with its route so
-/// that counting its requests needs no label lookup (see
-/// [`RequestMetrics::record`]). A cache of the metrics registry: two are
-/// always equal, so it never makes two routes differ.
+/// A receiver's request counters (one per outcome, and the same for its
+/// grace-period requests), kept with its route so that counting its
+/// requests needs no label lookup (see [`RequestMetrics::record`]). A cache
+/// of the metrics registry: two are always equal, so it never makes two
+/// routes differ.
 #[derive(Clone, Default)]
-pub struct ReceiverCounters(Arc<PerOutcome<Counter>>);
+pub struct ReceiverCounters(Arc<CounterHandles>);
+
+#[derive(Default)]
+struct CounterHandles {
+    requests: PerOutcome<Counter>,
+    grace_period: PerOutcome<Counter>,
+}
 
 impl PartialEq for ReceiverCounters {
     fn eq(&self, _: &Self) -> bool {
@@ -438,6 +491,17 @@ impl ControllerMetrics {
     }
 }
 
+/// Metrics of the HarborWebhookRegistration controller.
+#[derive(Clone, Default)]
+pub struct RegistrationMetrics {
+    /// Reconciles by result.
+    pub reconciles: Family<ResultLabels, Counter>,
+    /// Failed Harbor API calls by error kind.
+    pub harbor_errors: Family<ErrorLabels, Counter>,
+    /// Webhook policies created, updated and deleted in Harbor.
+    pub policy_writes: Family<WriteLabels, Counter>,
+}
+
 /// Index sizes, set from the index when scraped.
 #[derive(Clone, Default)]
 struct IndexGauges {
@@ -456,6 +520,8 @@ pub struct Metrics {
     pub refresh: RefreshMetrics,
     /// The controller's.
     pub controller: ControllerMetrics,
+    /// The registration controller's.
+    pub registrations: RegistrationMetrics,
     /// The listeners'.
     pub listeners: ListenerMetrics,
     index: IndexGauges,
@@ -475,11 +541,13 @@ impl Metrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(histogram),
             in_flight: Gauge::default(),
+            grace_period: Family::default(),
             durations: Arc::default(),
             unrouted: ReceiverCounters::default(),
         };
         let refresh = RefreshMetrics::default();
         let controller = ControllerMetrics::default();
+        let registrations = RegistrationMetrics::default();
         let listeners = ListenerMetrics::default();
         let index = IndexGauges::default();
         let r = &mut registry;
@@ -554,6 +622,11 @@ impl Metrics {
             requests.in_flight.clone(),
         );
         r.register(
+            "webhook_grace_period_requests",
+            "Webhook requests on a rotated receiver's previous path, in its grace period",
+            requests.grace_period.clone(),
+        );
+        r.register(
             "warehouse_refreshes",
             "Warehouse refreshes by outcome",
             refresh.refreshes.clone(),
@@ -578,11 +651,27 @@ impl Metrics {
             "Warehouse Events dropped because their queue was full",
             refresh.events_dropped.clone(),
         );
+        r.register(
+            "registration_reconciles",
+            "HarborWebhookRegistration reconciles by result",
+            registrations.reconciles.clone(),
+        );
+        r.register(
+            "harbor_api_errors",
+            "Failed Harbor API calls by error kind",
+            registrations.harbor_errors.clone(),
+        );
+        r.register(
+            "harbor_policy_writes",
+            "Webhook policies created, updated and deleted in Harbor",
+            registrations.policy_writes.clone(),
+        );
         Self {
             registry,
             requests,
             refresh,
             controller,
+            registrations,
             listeners,
             index,
         }
@@ -676,23 +765,21 @@ mod tests {
         let counters = ReceiverCounters::default();
         let harbor = Some((&counters, "kargo-demo", "harbor"));
         let ms = std::time::Duration::from_millis(1);
-        m.requests.record(harbor, Outcome::Unauthorized, ms);
-        m.requests.record(harbor, Outcome::Unauthorized, ms);
-        m.requests.record(harbor, Outcome::Refreshed, ms);
-        m.requests.record(None, Outcome::NotFound, ms);
+        m.requests.record(harbor, false, Outcome::Unauthorized, ms);
+        m.requests.record(harbor, false, Outcome::Unauthorized, ms);
+        m.requests.record(harbor, true, Outcome::Refreshed, ms);
+        m.requests.record(None, false, Outcome::NotFound, ms);
         // A copy of the entry (the same receiver on another path) shares them.
         let copy = counters.clone();
-        m.requests.record(
-            Some((&copy, "kargo-demo", "harbor")),
-            Outcome::Refreshed,
-            ms,
-        );
+        let copy = Some((&copy, "kargo-demo", "harbor"));
+        m.requests.record(copy, false, Outcome::Refreshed, ms);
         let text = m.encode(Sizes::default());
         for needle in [
             r#"webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="unauthorized"} 2"#,
             r#"webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="refreshed"} 2"#,
             r#"webhook_requests_total{project="",receiver="",outcome="not_found"} 1"#,
             r#"webhook_request_duration_seconds_count{outcome="unauthorized"} 2"#,
+            r#"webhook_grace_period_requests_total{project="kargo-demo",receiver="harbor",outcome="refreshed"} 1"#,
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }

@@ -87,6 +87,7 @@ pub fn receiver_entry(project: &str, name: &str, token: &[u8]) -> ReceiverEntry 
         token: TokenDigest::of(token),
         why: RouteReason::Current,
         counters: Default::default(),
+        grace_until: None,
     }
 }
 

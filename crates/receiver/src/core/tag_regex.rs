@@ -91,6 +91,11 @@ impl TagRegex {
         })
     }
 
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
     /// Whether the pattern can be evaluated: false for a pattern too large
     /// to compile. Compiles it the first time it is asked.
     pub fn compiles(self: &Arc<Self>) -> bool {

@@ -50,6 +50,67 @@ pub struct TagFilter {
     rule: Rule,
 }
 
+/// What a subscription's tag rules decide on one pushed tag, and why
+/// (see [`TagFilter::verdict`]). `Display` words the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'f> {
+    /// Every rule lets the tag through.
+    Accepted,
+    /// The rules cannot be evaluated, so every tag is accepted; the
+    /// problems say why.
+    Unevaluable(&'f [String]),
+    /// An `ignoreTagsRegexes` pattern (this one) matches the tag.
+    IgnoredBy(&'f str),
+    /// `allowTagsRegexes` is set and none of its patterns matches.
+    NotAllowed,
+    /// The tag does not parse as a semantic version.
+    NotSemVer,
+    /// A version, but not strict `MAJOR.MINOR.PATCH` (`strictSemvers`).
+    NotStrictSemVer,
+    /// A version outside this constraint.
+    OutsideConstraint(&'f str),
+    /// Strategy `Digest` follows this tag, not the pushed one.
+    DigestFollows(&'f str),
+    /// This regex parses but is too large to compile, found when first
+    /// matched: the rules cannot be evaluated, so every tag is accepted.
+    TooBigToCompile(&'f str),
+}
+
+impl Verdict<'_> {
+    /// Whether the tag is accepted (also when the rules are unevaluable).
+    pub fn accepted(&self) -> bool {
+        matches!(
+            self,
+            Verdict::Accepted | Verdict::Unevaluable(_) | Verdict::TooBigToCompile(_)
+        )
+    }
+}
+
+impl std::fmt::Display for Verdict<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Accepted => f.write_str("accepted"),
+            Verdict::Unevaluable(problems) => write!(
+                f,
+                "accepted: the rules cannot be evaluated ({})",
+                problems.join("; ")
+            ),
+            Verdict::IgnoredBy(pattern) => write!(f, "ignored by regex {pattern:?}"),
+            Verdict::NotAllowed => f.write_str("not allowed by any allow regex"),
+            Verdict::NotSemVer => f.write_str("not a semantic version"),
+            Verdict::NotStrictSemVer => {
+                f.write_str("not strict SemVer (MAJOR.MINOR.PATCH; strictSemvers is on)")
+            }
+            Verdict::OutsideConstraint(c) => write!(f, "does not satisfy `{c}`"),
+            Verdict::DigestFollows(tag) => write!(f, "Digest strategy wants `{tag}`"),
+            Verdict::TooBigToCompile(pattern) => write!(
+                f,
+                "accepted: the rules cannot be evaluated (regex {pattern:?} is too large to compile)"
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Rule {
     /// The rules could not be evaluated: why.
@@ -150,20 +211,22 @@ struct TagRegexes {
 }
 
 impl TagRegexes {
-    /// False if a pattern is too large to compile (see `tag_regex`): the
-    /// rules cannot be evaluated then.
-    fn evaluable(&self) -> bool {
-        self.allow
-            .iter()
-            .chain(self.ignore.iter())
-            .all(|r| r.compiles())
-    }
-
-    fn accepts(&self, tag: &str) -> bool {
-        if self.ignore.iter().any(|r| r.is_match(tag)) {
-            return false;
+    /// `None` when the regexes let the tag through, else why not. A
+    /// pattern too large to compile (see `tag_regex`) makes the rules
+    /// unevaluable, whatever the others say.
+    fn reject(&self, tag: &str) -> Option<Verdict<'_>> {
+        let all = || self.allow.iter().chain(self.ignore.iter());
+        if let Some(big) = all().find(|r| !r.compiles()) {
+            return Some(Verdict::TooBigToCompile(big.as_str()));
         }
-        self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(tag))
+        if let Some(r) = self.ignore.iter().find(|r| r.is_match(tag)) {
+            return Some(Verdict::IgnoredBy(r.as_str()));
+        }
+        if self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(tag)) {
+            None
+        } else {
+            Some(Verdict::NotAllowed)
+        }
     }
 }
 
@@ -192,6 +255,11 @@ impl<'a> PushedTag<'a> {
             strict: OnceCell::new(),
             chart: OnceCell::new(),
         }
+    }
+
+    /// The tag as pushed.
+    pub fn tag(&self) -> &'a str {
+        self.tag
     }
 
     /// Masterminds' coercing `NewVersion` reading.
@@ -315,35 +383,46 @@ impl TagFilter {
     /// [`accepts`](Self::accepts) for a tag whose version parses are shared
     /// across every subscription it is matched against.
     pub fn accepts_pushed(&self, pushed: &PushedTag<'_>) -> bool {
+        self.verdict(pushed).accepted()
+    }
+
+    /// The decision on a pushed tag with its exact reason: what
+    /// [`accepts_pushed`](Self::accepts_pushed) answers, and why. Borrows
+    /// from the filter; allocates nothing.
+    pub fn verdict(&self, pushed: &PushedTag<'_>) -> Verdict<'_> {
         let tag = pushed.tag;
         match &self.rule {
-            Rule::AcceptAll(_) => true,
+            Rule::AcceptAll(problems) => Verdict::Unevaluable(problems),
             Rule::SemVer {
                 regexes,
                 strict,
                 constraint,
             } => {
-                if !regexes.evaluable() {
-                    return true;
-                }
-                if !regexes.accepts(tag) {
-                    return false;
+                if let Some(rejected) = regexes.reject(tag) {
+                    return rejected;
                 }
                 let Some(v) = pushed.coerced() else {
-                    return false;
+                    return Verdict::NotSemVer;
                 };
                 if *strict && !pushed.strict() {
-                    return false;
+                    return Verdict::NotStrictSemVer;
                 }
-                constraint.as_ref().is_none_or(|c| c.matches(v))
+                match constraint {
+                    Some(c) if !c.matches(v) => Verdict::OutsideConstraint(c.as_str()),
+                    _ => Verdict::Accepted,
+                }
             }
-            Rule::Regexes(regexes) => !regexes.evaluable() || regexes.accepts(tag),
-            Rule::Digest(followed) => &**followed == tag,
+            Rule::Regexes(regexes) => regexes.reject(tag).unwrap_or(Verdict::Accepted),
+            Rule::Digest(followed) if &**followed == tag => Verdict::Accepted,
+            Rule::Digest(followed) => Verdict::DigestFollows(followed),
             Rule::Chart { constraint } => {
                 let Some(v) = pushed.chart_version() else {
-                    return false;
+                    return Verdict::NotSemVer;
                 };
-                constraint.as_ref().is_none_or(|c| c.matches(v))
+                match constraint {
+                    Some(c) if !c.matches(v) => Verdict::OutsideConstraint(c.as_str()),
+                    _ => Verdict::Accepted,
+                }
             }
         }
     }
@@ -828,6 +907,81 @@ mod tests {
         for tag in ["not-a-version", "2.0.0", "y"] {
             assert!(semver.accepts(tag), "{tag}");
             assert!(lexical.accepts(tag), "{tag}");
+        }
+        let verdict = lexical.verdict(&PushedTag::new("y"));
+        assert_eq!(verdict, Verdict::TooBigToCompile(big));
+        assert!(
+            verdict.to_string().contains("too large to compile"),
+            "{verdict}"
+        );
+    }
+
+    #[test]
+    fn verdicts_name_the_exact_reason() {
+        let digest = TagFilter::for_image(&image(Some("Digest"), Some("stable")));
+        let ignore = TagFilter::for_image(&with_regexes(image(None, None), &[], &["^x", "-rc"]));
+        let allow = TagFilter::for_image(&with_regexes(image(Some("Lexical"), None), &["^v"], &[]));
+        let caret = TagFilter::for_image(&image(None, Some("^2.0.0")));
+        let chart_filter = TagFilter::for_chart(&chart(Some(">=1.0.0")));
+        let bad = TagFilter::for_image(&image(None, Some("foo")));
+        let cases: Vec<(&TagFilter, &str, Verdict<'_>, &str)> = vec![
+            (&caret, "2.1.0", Verdict::Accepted, "accepted"),
+            (
+                &caret,
+                "1.2.3",
+                Verdict::OutsideConstraint("^2.0.0"),
+                "does not satisfy `^2.0.0`",
+            ),
+            (&caret, "1.2", Verdict::NotStrictSemVer, "not strict SemVer"),
+            (
+                &caret,
+                "latest",
+                Verdict::NotSemVer,
+                "not a semantic version",
+            ),
+            (
+                &ignore,
+                "1.2.3-rc.1",
+                Verdict::IgnoredBy("-rc"),
+                "ignored by regex \"-rc\"",
+            ),
+            (
+                &allow,
+                "1.2.3",
+                Verdict::NotAllowed,
+                "not allowed by any allow regex",
+            ),
+            (&allow, "v9", Verdict::Accepted, "accepted"),
+            (
+                &digest,
+                "1.2.3",
+                Verdict::DigestFollows("stable"),
+                "Digest strategy wants `stable`",
+            ),
+            (
+                &chart_filter,
+                "0.9.0",
+                Verdict::OutsideConstraint(">=1.0.0"),
+                "does not satisfy `>=1.0.0`",
+            ),
+            (
+                &chart_filter,
+                "main",
+                Verdict::NotSemVer,
+                "not a semantic version",
+            ),
+            (
+                &bad,
+                "whatever",
+                Verdict::Unevaluable(bad.problems()),
+                "accepted: the rules cannot be evaluated (constraint: cannot parse",
+            ),
+        ];
+        for (filter, tag, want, words) in cases {
+            let got = filter.verdict(&PushedTag::new(tag));
+            assert_eq!(got, want, "{tag}");
+            assert!(got.to_string().starts_with(words), "{tag}: {got}");
+            assert_eq!(got.accepted(), filter.accepts(tag), "{tag}");
         }
     }
 

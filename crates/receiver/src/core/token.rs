@@ -16,6 +16,11 @@
 //! block buffer — are freed without wiping and may linger in freed heap
 //! until reused. So a heap dump taken while such buffers linger can hold
 //! a token; one taken later holds none that this program put there.
+//!
+//! The registration controller (and `deliveries`) follows the same rule:
+//! the Secrets it reads, the auth header and robot password it holds and
+//! the policies it reads back are wiped when dropped; the JSON bodies and
+//! the `Authorization` header handed to hyper for Harbor are not.
 
 use zeroize::Zeroize;
 

@@ -16,7 +16,8 @@ mod routes;
 use std::sync::Arc;
 
 pub use repositories::{
-    IndexProblems, Relist, Repositories, RepositoryIndex, WarehouseMatch, WarehouseRef,
+    IndexProblems, Relist, Repositories, RepositoryIndex, SubscriptionVerdict, WarehouseMatch,
+    WarehouseRef,
 };
 pub use routes::{ReceiverEntry, Route, RouteReason, RouteTable, Routes, Scope};
 

@@ -21,7 +21,7 @@ use super::Scope;
 use crate::core::harbor::Artifact;
 use crate::core::interner::Interner;
 use crate::core::repository::{normalize_chart, normalize_image};
-use crate::core::tags::{PushedTag, RuleInterner, TagFilter};
+use crate::core::tags::{PushedTag, RuleInterner, TagFilter, Verdict};
 
 /// A Warehouse chosen for a refresh.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,6 +61,25 @@ pub struct WarehouseMatch {
 struct IndexedSubscription {
     key: Arc<str>,
     filter: TagFilter,
+    /// Its index in `spec.subscriptions`, for explanations.
+    position: usize,
+}
+
+/// One subscription's decision on one pushed artifact, as the request path
+/// makes it (see [`Repositories::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionVerdict<'r> {
+    /// The pushed artifact.
+    pub artifact: &'r Artifact,
+    /// The repository key (image or chart normalisation of the pushed
+    /// `resource_url`) the subscription is filed under.
+    pub key: Arc<str>,
+    /// Whose subscription.
+    pub warehouse: &'r WarehouseRef,
+    /// Its index in the Warehouse's `spec.subscriptions`.
+    pub position: usize,
+    /// What its tag rules decide on the pushed tag.
+    pub verdict: Verdict<'r>,
 }
 
 #[derive(Debug)]
@@ -183,6 +202,53 @@ impl Repositories {
     /// that accepts the pushed tag, each once, ordered by namespace and name.
     pub fn matching(&self, scope: &Scope, artifacts: &[Artifact]) -> Vec<WarehouseMatch> {
         let mut found: BTreeMap<&WarehouseRef, &str> = BTreeMap::new();
+        self.walk(scope, artifacts, |artifact, key, tag, wh| {
+            if !found.contains_key(&wh.warehouse) && wh.accepts(key, tag) {
+                found.insert(&wh.warehouse, &artifact.resource_url);
+            }
+        });
+        found
+            .into_iter()
+            .map(|(warehouse, artifact)| WarehouseMatch {
+                warehouse: warehouse.clone(),
+                artifact: artifact.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Every subscription in `scope` on a pushed repository with its
+    /// verdict on the pushed tag: the walk [`matching`](Self::matching)
+    /// makes, with each decision kept. A Warehouse is refreshed when any of
+    /// its verdicts accepts.
+    pub fn explain<'r>(
+        &'r self,
+        scope: &Scope,
+        artifacts: &'r [Artifact],
+    ) -> Vec<SubscriptionVerdict<'r>> {
+        let mut out = Vec::new();
+        self.walk(scope, artifacts, |artifact, key, tag, wh| {
+            for sub in wh.subscriptions.iter().filter(|s| &*s.key == key) {
+                out.push(SubscriptionVerdict {
+                    artifact,
+                    key: sub.key.clone(),
+                    warehouse: &wh.warehouse,
+                    position: sub.position,
+                    verdict: sub.filter.verdict(tag),
+                });
+            }
+        });
+        out
+    }
+
+    /// Calls `visit` for each pushed artifact, each of its repository keys
+    /// (image and chart normalisation) and each Warehouse in `scope` filed
+    /// under that key.
+    fn walk<'s, 'a>(
+        &'s self,
+        scope: &Scope,
+        artifacts: &'a [Artifact],
+        mut visit: impl FnMut(&'a Artifact, &str, &PushedTag<'a>, &'s IndexedWarehouse),
+    ) {
         for artifact in artifacts {
             let tag = PushedTag::new(&artifact.tag);
             let image_key = normalize_image(&artifact.resource_url);
@@ -196,20 +262,9 @@ impl Repositories {
                 let Some(subscribers) = self.by_key.get(*key) else {
                     continue;
                 };
-                subscribers.for_each_in(scope, |wh| {
-                    if !found.contains_key(&wh.warehouse) && wh.accepts(key, &tag) {
-                        found.insert(&wh.warehouse, &artifact.resource_url);
-                    }
-                });
+                subscribers.for_each_in(scope, |wh| visit(artifact, key, &tag, wh));
             }
         }
-        found
-            .into_iter()
-            .map(|(warehouse, artifact)| WarehouseMatch {
-                warehouse: warehouse.clone(),
-                artifact: artifact.to_owned(),
-            })
-            .collect()
     }
 
     fn link(&mut self, indexed: &Arc<IndexedWarehouse>) {
@@ -419,6 +474,7 @@ impl Writer {
             subscriptions.push(IndexedSubscription {
                 key: self.strings.string(&repo_key),
                 filter,
+                position: i,
             });
         }
         Arc::new(IndexedWarehouse {

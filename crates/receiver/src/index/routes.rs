@@ -8,9 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use rpds::HashTrieMapSync;
+use tokio::sync::watch;
 
 use crate::core::token::TokenDigest;
 use crate::metrics::ReceiverCounters;
@@ -72,9 +74,20 @@ pub struct ReceiverEntry {
     pub token: TokenDigest,
     /// Why this path routes here.
     pub why: RouteReason,
+    /// `Some`: a path from before a rotation (of either reason), accepted
+    /// until then (`core::rotation`); `None`: a path of the current token.
+    pub grace_until: Option<Instant>,
     /// Its request counters, looked up once (a cache; never part of its
     /// identity).
     pub counters: ReceiverCounters,
+}
+
+impl ReceiverEntry {
+    /// Whether the path still answers at `now`: a path in its grace period
+    /// stops at its end, even before the reconcile that removes it.
+    pub fn accepts_at(&self, now: Instant) -> bool {
+        self.grace_until.is_none_or(|until| now < until)
+    }
 }
 
 /// One path a receiver answers on.
@@ -176,10 +189,22 @@ impl Claims {
 }
 
 /// The route table: one per process.
-#[derive(Default)]
 pub struct RouteTable {
     current: ArcSwap<Routes>,
     claims: Mutex<Claims>,
+    /// Bumped after each published change (the registration controller
+    /// re-registers a receiver whose current path changed).
+    changes: watch::Sender<u64>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self {
+            current: ArcSwap::default(),
+            claims: Mutex::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 impl RouteTable {
@@ -196,6 +221,11 @@ impl RouteTable {
     /// The current version; lock-free.
     pub fn load(&self) -> Arc<Routes> {
         self.current.load_full()
+    }
+
+    /// Changes when the table does (after the new version is published).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn claims(&self) -> MutexGuard<'_, Claims> {
@@ -224,6 +254,7 @@ impl RouteTable {
             }
         }
         self.current.store(Arc::new(next));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         true
     }
 }
@@ -241,6 +272,7 @@ mod tests {
                 token: TokenDigest::of(token),
                 why: RouteReason::Current,
                 counters: Default::default(),
+                grace_until: None,
             },
         }
     }
@@ -350,5 +382,29 @@ mod tests {
         assert!(!table.replace(&p, vec![current.clone(), kargo]));
         assert!(table.replace(&p, vec![current]));
         assert!(table.lookup("/kargo/harbor/h").is_none());
+    }
+
+    #[test]
+    fn a_path_in_its_grace_period_stops_at_its_end() {
+        let now = Instant::now();
+        let p = Scope::project_of("p");
+        let mut entry = route("/harbor/old", &p, "r", b"t").entry;
+        assert!(entry.accepts_at(now), "a current path has no end");
+        entry.grace_until = Some(now + std::time::Duration::from_secs(1));
+        assert!(entry.accepts_at(now));
+        assert!(!entry.accepts_at(now + std::time::Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn subscribers_see_published_changes_only() {
+        let table = RouteTable::new();
+        let mut changes = table.changes();
+        let p = Scope::project_of("p");
+        table.replace(&p, vec![route("/harbor/a", &p, "a", b"t")]);
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        // The same set again publishes nothing and signals nothing.
+        table.replace(&p, vec![route("/harbor/a", &p, "a", b"t")]);
+        assert!(!changes.has_changed().unwrap());
     }
 }

@@ -445,7 +445,11 @@ impl Record<'_> {
             .receiver
             .as_deref()
             .map(|r| (&r.counters, r.scope.project(), r.name.as_str()));
-        ctx.metrics.record(labelled, outcome, elapsed);
+        let grace_period = self
+            .receiver
+            .as_deref()
+            .is_some_and(|r| r.grace_until.is_some());
+        ctx.metrics.record(labelled, grace_period, outcome, elapsed);
         let (project, name) = labelled.map_or(("", ""), |(_, p, n)| (p, n));
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_client_error() && outcome != Outcome::ClientGone {
@@ -460,6 +464,11 @@ impl Record<'_> {
             return;
         }
         let summary = self.summary.unwrap_or_default();
+        // "Why didn't my Warehouse refresh?" is the question most asked;
+        // the answer is one command away.
+        let hint = (outcome == Outcome::Refreshed && self.matched == 0).then_some(
+            "no Warehouse matched: `kargo-harbor-receiver explain` with this payload says why",
+        );
         // The path and the Authorization header are secrets: never logged.
         tracing::info!(
             receiver = name,
@@ -471,7 +480,9 @@ impl Record<'_> {
             refreshed = summary.refreshed(),
             deleted = summary.not_found,
             failed = summary.failed,
+            grace_period,
             duration_ms,
+            hint,
             "webhook request"
         );
     }
@@ -538,7 +549,13 @@ impl Handler {
             summary: None,
             done: false,
         };
-        let route = ctx.index.routes.lookup(head.path);
+        // A rotated receiver's previous path answers until its grace period
+        // ends, not until the reconcile that removes it.
+        let route = ctx
+            .index
+            .routes
+            .lookup(head.path)
+            .filter(|entry| entry.accepts_at(arrival.into_std()));
         let reply = match decide_head(route.as_ref(), &head) {
             HeadDecision::Answer { receiver, reply } => {
                 record.receiver = receiver;
@@ -1137,6 +1154,50 @@ mod handle_tests {
             "{text}"
         );
         assert!(text.contains("webhook_requests_in_flight 0"), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_previous_path_answers_until_its_grace_period_ends_and_is_counted() {
+        use crate::index::{ReceiverEntry, Route, Scope};
+        let h = handler(false);
+        let scope = Scope::project_of("p");
+        let ends = tokio::time::Instant::now() + Duration::from_secs(60);
+        let entry = |path: &str, token: &[u8], grace_until| Route {
+            path: path.into(),
+            entry: ReceiverEntry {
+                scope: scope.clone(),
+                name: "recv".into(),
+                token: crate::core::token::TokenDigest::of(token),
+                why: crate::index::RouteReason::Current,
+                grace_until,
+                counters: Default::default(),
+            },
+        };
+        h.ctx.index.routes.replace(
+            &scope,
+            vec![
+                entry("/harbor/new", b"new", None),
+                entry("/harbor/abc", b"t", Some(ends.into_std())),
+            ],
+        );
+        let old = || h.handle(post(Full::new(Bytes::from_static(PUSH.as_bytes()))));
+        assert_eq!(answer(old().await).await.0, 200);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("grace", "", h.ctx.metrics.grace_period.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"grace_total{project="p",receiver="recv",outcome="refreshed"} 1"#),
+            "{text}"
+        );
+        // At the end of the grace period the path is gone, although the
+        // route is still in the table (its reconcile has not run yet).
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(h.ctx.index.routes.lookup("/harbor/abc").is_some());
+        assert_eq!(
+            answer(old().await).await,
+            (404, "{\"error\":\"not found\"}\n".into())
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::stream::{self, BoxStream};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use kargo_api::{ClusterConfig, ConfigStatus, ProjectConfig, ReceiverKind, WebhookReceiverConfig};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -18,9 +18,11 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::api_errors::{ApiErrors, Failure};
 use super::leader::Leadership;
 use super::published::PublishedBases;
 use super::reconcile::{error_policy, reconcile};
+use super::rotations::Rotations;
 use super::secrets::SecretReader;
 use super::{SecretKey, WatchSettings};
 use crate::core::status::{owns_receiver_list, Wording};
@@ -136,10 +138,14 @@ pub struct Shared {
     pub leadership: Arc<Leadership>,
     /// Where the receivers' routes go.
     pub routes: Arc<RouteTable>,
+    /// Grace periods of rotated receivers.
+    pub rotations: Arc<Rotations>,
     /// Metrics.
     pub metrics: ControllerMetrics,
     /// Events on configs.
     pub recorder: Recorder,
+    /// Outages of the API server, reported once.
+    pub api_errors: Arc<ApiErrors>,
     /// Where Kargo publishes our receivers, as learned.
     pub published: Arc<PublishedBases>,
 }
@@ -293,6 +299,7 @@ impl<K: ConfigResource> Context<K> {
         self.shared.routes.replace(scope, Vec::new());
         self.shared.secrets.retain(scope, &[]);
         self.shared.published.retain(scope, &[]);
+        self.shared.rotations.forget(scope);
     }
 
     /// Counts a failure of `obj`; returns how many in a row.
@@ -328,13 +335,49 @@ pub fn controller<K: ConfigResource>(
     );
     let system_ns = shared.settings.system_resources_namespace.clone();
     let triggers = secret_triggers(secret_changes, store.clone(), system_ns);
+    let listed = store.clone();
     let run = Controller::for_stream(stream, store)
         .reconcile_on(triggers)
         .reconcile_all_on(became_leader(&shared.leadership))
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(log_result);
+    let run = stops_even_if_never_listed(run, listed, shutdown, K::KIND.metric_label());
     (run, ready)
+}
+
+/// `run` (a kube-runtime `Controller` over `store`), ending at `shutdown`
+/// also when the first list never came: kube's controller holds its
+/// reconciles until the first list is in, and its graceful shutdown waits
+/// for them, so with the API server unreachable from the start it would
+/// never stop. Nothing can have been reconciled then, so it is dropped.
+pub(super) fn stops_even_if_never_listed<K>(
+    run: impl Future<Output = ()> + Send,
+    store: Store<K>,
+    shutdown: &CancellationToken,
+    kind: &'static str,
+) -> impl Future<Output = ()> + Send
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+{
+    let shutdown = shutdown.clone();
+    let never_listed = async move {
+        shutdown.cancelled().await;
+        // Polled only once shutting down: readiness no longer matters, so
+        // taking the store's one readiness waker from the controller is
+        // harmless here.
+        if let Some(Ok(())) = store.wait_until_ready().now_or_never() {
+            std::future::pending::<()>().await;
+        }
+        tracing::debug!(kind, "stopped before the first list");
+    };
+    async move {
+        tokio::select! {
+            () = run => {}
+            () = never_listed => {}
+        }
+    }
 }
 
 /// Whether any Harbor receiver references Secret `name`.
@@ -360,10 +403,16 @@ fn config_stream<K: ConfigResource>(
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Delete(obj)) => ctx.forget(obj),
-            Ok(watcher::Event::InitDone) => ctx.relisted(),
+            Ok(watcher::Event::InitDone) => {
+                ctx.shared.api_errors.succeeded();
+                ctx.relisted();
+            }
             Err(e) => {
                 restarts.inc();
-                tracing::warn!(kind = K::KIND.metric_label(), error = %e, "watch failed; retrying");
+                let what = K::KIND.metric_label();
+                if ctx.shared.api_errors.failed(what, e) == Failure::Other {
+                    tracing::warn!(kind = what, error = %e, "watch failed; retrying");
+                }
             }
             _ => {}
         })
@@ -391,7 +440,7 @@ fn secret_triggers<K: ConfigResource>(
 }
 
 /// `()` each time this replica becomes leader.
-fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
+pub(super) fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
     stream::unfold(leadership.subscribe(), |mut rx| async move {
         loop {
             rx.changed().await.ok()?;
@@ -404,7 +453,8 @@ fn became_leader(leadership: &Leadership) -> BoxStream<'static, ()> {
     .boxed()
 }
 
-async fn log_result<K, E1, E2>(
+/// Logs what a controller's run yields (failures were logged already).
+pub(super) async fn log_result<K, E1, E2>(
     result: Result<
         (ObjectRef<K>, kube::runtime::controller::Action),
         kube::runtime::controller::Error<E1, E2>,
@@ -450,6 +500,7 @@ pub(super) mod tests {
                 settings.base_url.clone(),
                 Default::default(),
             )),
+            rotations: Arc::new(Rotations::new(settings.rotation_grace_period)),
             settings: Arc::new(settings),
             leadership: Arc::new(Leadership::new()),
             routes,
@@ -461,6 +512,7 @@ pub(super) mod tests {
                     instance: None,
                 },
             ),
+            api_errors: Arc::new(ApiErrors::new("the test API server")),
             published: Default::default(),
             client,
         }
@@ -495,6 +547,7 @@ pub(super) mod tests {
                 token: TokenDigest::of(b"t"),
                 why: crate::index::RouteReason::Current,
                 counters: Default::default(),
+                grace_until: None,
             },
         }
     }

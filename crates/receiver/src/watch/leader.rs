@@ -29,6 +29,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tokio::sync::watch;
+
+use super::api_errors::{ApiErrors, Failure};
 use tokio_util::sync::CancellationToken;
 
 /// Where and as whom to take part in the election.
@@ -159,6 +161,7 @@ pub async fn run(
     config: LeaseConfig,
     leadership: std::sync::Arc<Leadership>,
     on_change: impl Fn(bool) + Send,
+    api_errors: std::sync::Arc<ApiErrors>,
     shutdown: CancellationToken,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
@@ -169,6 +172,7 @@ pub async fn run(
         let result = try_acquire_or_renew(&api, &config, &mut seen).await;
         match result {
             Ok(Attempt::Held) => {
+                api_errors.succeeded();
                 leadership.set(Some(started + config.renew_deadline()));
                 if !leading {
                     leading = true;
@@ -185,7 +189,9 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                tracing::warn!(identity = %config.identity, error = %e, "lease renewal failed");
+                if api_errors.failed("Lease", &e) == Failure::Other {
+                    tracing::warn!(identity = %config.identity, error = %e, "lease renewal failed");
+                }
                 if leading && !leadership.is_leader() {
                     leading = false;
                     leadership.set(None);

@@ -10,6 +10,10 @@
 //! - [`reconcile`]: the reconcile of one config: resolve its receivers →
 //!   publish their routes → report status and Events.
 //! - [`report`]: status patches and Events (leader only).
+//! - [`rotations`]: previous paths of rotated receivers, accepted for the
+//!   grace period.
+//! - [`registrations`]: HarborWebhookRegistrations → webhook policies in
+//!   Harbor (leader only).
 //! - [`leader`]: the Lease; becoming leader triggers every config, so a new
 //!   leader rewrites whatever status is out of date.
 //!
@@ -18,11 +22,14 @@
 //! indexed, every watch has listed, and every config present then was
 //! reconciled once: each part raises its own flag, nothing polls.
 
+pub mod api_errors;
 pub mod configs;
 pub mod leader;
 pub mod published;
 pub mod reconcile;
+pub mod registrations;
 pub mod report;
+pub mod rotations;
 pub mod secrets;
 pub mod warehouses;
 
@@ -50,8 +57,11 @@ use crate::config::SecretAccess;
 use crate::core::receiver_path::BaseUrl;
 use crate::health::Health;
 use crate::index::{RepositoryIndex, RouteTable};
-use crate::metrics::ControllerMetrics;
+use crate::metrics::{ControllerMetrics, RegistrationMetrics};
+use api_errors::{ApiErrors, Failure};
 use leader::{Leadership, LeaseConfig};
+use registrations::{RegistrationParts, RegistrationSettings};
+use rotations::Rotations;
 use secrets::{SecretReader, SecretStores};
 
 /// Errors that stop the controller for good.
@@ -77,6 +87,12 @@ pub struct WatchSettings {
     pub secret_resync: Duration,
     /// Periodic full reconcile.
     pub resync_interval: Duration,
+    /// The API server's URL, named in the log when it cannot be reached.
+    pub api_server: String,
+    /// How long a rotated receiver's previous path stays accepted.
+    pub rotation_grace_period: Duration,
+    /// The registration controller's settings; `None`: not run.
+    pub registrations: Option<RegistrationSettings>,
     /// Leader election.
     pub lease: LeaseConfig,
 }
@@ -93,6 +109,8 @@ pub struct WatchParts {
     pub repositories: Arc<RepositoryIndex>,
     /// Controller metrics.
     pub metrics: ControllerMetrics,
+    /// Registration controller metrics.
+    pub registration_metrics: RegistrationMetrics,
     /// Raised once ready.
     pub health: Arc<Health>,
 }
@@ -109,9 +127,11 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         routes,
         repositories,
         metrics,
+        registration_metrics,
         health,
     } = parts;
     let settings = Arc::new(settings);
+    let api_errors = Arc::new(ApiErrors::new(settings.api_server.clone()));
 
     let leadership = Arc::new(Leadership::new());
     let leader_stop = CancellationToken::new();
@@ -124,6 +144,7 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
             move |leading| {
                 gauge.set(i64::from(leading));
             },
+            api_errors.clone(),
             leader_stop.clone(),
         )))
     };
@@ -133,17 +154,20 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
         Api::all(client.clone()),
         repositories,
         metrics.watch_restarts("warehouses"),
+        api_errors.clone(),
         warehouses_synced,
         shutdown.clone(),
     )));
 
     let (pc_secrets, pc_secret_rx) = mpsc::unbounded_channel::<SecretKey>();
     let (cc_secrets, cc_secret_rx) = mpsc::unbounded_channel::<SecretKey>();
+    let (reg_secrets, reg_secret_rx) = mpsc::unbounded_channel::<SecretKey>();
     let (stores, secret_tasks) = start_secret_watches(
         &client,
         &settings,
-        &[pc_secrets, cc_secrets],
+        &[pc_secrets, cc_secrets, reg_secrets],
         metrics.watch_restarts("secrets"),
+        &api_errors,
         &shutdown,
     );
     let secrets = Arc::new(SecretReader::new(
@@ -159,14 +183,34 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
             instance: Some(settings.lease.identity.clone()),
         },
     );
+    let registrations = settings.registrations.clone().map(|registration_settings| {
+        registrations::controller(
+            RegistrationParts {
+                client: client.clone(),
+                base_url: settings.base_url.clone(),
+                system_namespace: settings.system_resources_namespace.clone(),
+                routes: routes.clone(),
+                leadership: leadership.clone(),
+                recorder: recorder.clone(),
+                metrics: registration_metrics,
+                settings: registration_settings,
+            },
+            reg_secret_rx,
+            metrics.watch_restarts("harborwebhookregistrations"),
+            api_errors.clone(),
+            &shutdown,
+        )
+    });
     let shared = configs::Shared {
         client: client.clone(),
         settings: settings.clone(),
         secrets,
         leadership,
         routes,
+        rotations: Arc::new(Rotations::new(settings.rotation_grace_period)),
         metrics,
         recorder,
+        api_errors,
         published: Default::default(),
     };
     let (pc_controller, pc_ready) =
@@ -179,7 +223,13 @@ pub async fn run(parts: WatchParts, shutdown: CancellationToken) -> Result<(), W
     let ready_task =
         AbortOnDropHandle::new(tokio::spawn(mark_ready(ready, health, shutdown.clone())));
 
-    futures::join!(pc_controller, cc_controller);
+    // Not part of readiness: the request path does not depend on it.
+    let registrations = async {
+        if let Some(controller) = registrations {
+            controller.await;
+        }
+    };
+    futures::join!(pc_controller, cc_controller, registrations);
     // The controllers stop on `shutdown`; so do the watches.
     warehouse_task.await?;
     for task in secret_tasks {
@@ -217,6 +267,7 @@ fn start_secret_watches(
     settings: &WatchSettings,
     senders: &[mpsc::UnboundedSender<SecretKey>],
     restarts: Counter,
+    api_errors: &Arc<ApiErrors>,
     shutdown: &CancellationToken,
 ) -> (SecretStores, Vec<AbortOnDropHandle<()>>) {
     let mut stores = SecretStores::default();
@@ -248,6 +299,7 @@ fn start_secret_watches(
             synced_tx,
             senders.to_vec(),
             restarts.clone(),
+            api_errors.clone(),
             shutdown.clone(),
         ))));
     }
@@ -262,6 +314,7 @@ async fn watch_secrets(
     synced: watch::Sender<bool>,
     senders: Vec<mpsc::UnboundedSender<SecretKey>>,
     restarts: Counter,
+    api_errors: Arc<ApiErrors>,
     shutdown: CancellationToken,
 ) {
     use kube::runtime::WatchStreamExt;
@@ -278,6 +331,7 @@ async fn watch_secrets(
         match next {
             None => return,
             Some(Ok(watcher::Event::InitDone)) => {
+                api_errors.succeeded();
                 synced.send_replace(true);
             }
             Some(Ok(watcher::Event::Init)) => {}
@@ -293,7 +347,9 @@ async fn watch_secrets(
             }
             Some(Err(e)) => {
                 restarts.inc();
-                tracing::warn!(error = %e, "Secret metadata watch failed; retrying");
+                if api_errors.failed("Secret metadata watch", &e) == Failure::Other {
+                    tracing::warn!(error = %e, "Secret metadata watch failed; retrying");
+                }
             }
         }
     }

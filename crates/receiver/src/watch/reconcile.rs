@@ -19,6 +19,7 @@ use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use thiserror::Error;
 
+use super::api_errors::Failure;
 use super::configs::{ConfigResource, Context};
 use super::report;
 use super::secrets::Wanted;
@@ -168,6 +169,26 @@ fn adopt_published<K: ConfigResource>(obj: &K, ctx: &Context<K>, resolved: &mut 
     shared.published.retain(&obj.scope(), &keep);
 }
 
+/// After a grace period ends, the reconcile that drops its route runs this
+/// much later (the request path refuses the route from the end on anyway).
+const GRACE_END_SLACK: Duration = Duration::from_millis(50);
+
+/// Step 2a: the previous paths of rotated receivers still in their grace
+/// period join the routes ([`super::rotations`]). Returns when the first
+/// of those grace periods ends, on tokio's clock (the request path's).
+fn add_grace_routes<K: ConfigResource>(
+    obj: &K,
+    ctx: &Context<K>,
+    routes: &mut Vec<Route>,
+) -> Option<tokio::time::Instant> {
+    let names: Vec<&str> = obj.receivers().iter().map(|r| r.name.as_str()).collect();
+    let now = tokio::time::Instant::now();
+    ctx.shared
+        .rotations
+        .add_grace_routes(&obj.scope(), &names, routes, now.into_std())
+        .map(tokio::time::Instant::from_std)
+}
+
 fn now() -> Time {
     let ts = Timestamp::now();
     Time(Timestamp::from_second(ts.as_second()).unwrap_or(ts))
@@ -280,13 +301,14 @@ pub async fn reconcile<K: ConfigResource>(
     }
     let Resolved {
         spec,
-        routes,
+        mut routes,
         adopted,
         mut error,
         polled,
         reads,
     } = resolve(obj.as_ref(), &ctx).await;
 
+    let grace_ends = add_grace_routes(obj.as_ref(), &ctx, &mut routes);
     if ctx.publish(obj.as_ref(), routes) {
         tracing::info!("routes updated");
     }
@@ -343,11 +365,16 @@ pub async fn reconcile<K: ConfigResource>(
     }
     ctx.succeeded(obj.as_ref());
     let settings = &shared.settings;
-    let interval = if polled {
+    let mut interval = if polled {
         settings.secret_resync.min(settings.resync_interval)
     } else {
         settings.resync_interval
     };
+    if let Some(end) = grace_ends {
+        // Drop the route once its grace period is over.
+        interval = interval
+            .min(end.saturating_duration_since(tokio::time::Instant::now()) + GRACE_END_SLACK);
+    }
     Ok(Action::requeue(interval))
 }
 
@@ -374,7 +401,9 @@ pub fn error_policy<K: ConfigResource>(
     let delay = Duration::from_millis(200)
         .saturating_mul(1u32 << n.saturating_sub(1).min(8))
         .min(Duration::from_secs(30));
-    tracing::warn!(config = %key, error = %error, ?delay, "reconcile failed; retrying");
+    if ctx.shared.api_errors.failed("reconcile", error) == Failure::Other {
+        tracing::warn!(config = %key, error = %error, ?delay, "reconcile failed; retrying");
+    }
     Action::requeue(delay)
 }
 

@@ -40,6 +40,16 @@ use crate::index::{ReceiverEntry, Route, RouteReason, Scope};
 /// The key holding the Harbor auth header.
 pub const AUTH_HEADER_KEY: &str = "auth-header";
 
+/// The value of `key` in a Secret's `data` (the API server folds
+/// `stringData` into it; Kargo reads `data` only).
+pub fn secret_value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.as_slice())
+}
+
 /// Metadata stores of the Secret watches: `None` key = cluster-wide.
 #[derive(Clone, Default)]
 pub struct SecretStores {
@@ -109,7 +119,7 @@ impl SecretStores {
 
 /// Zeroes every value of a Secret read with a GET (see `core::token` for
 /// what is and is not wiped).
-fn wipe_secret(secret: &mut Secret) {
+pub(super) fn wipe_secret(secret: &mut Secret) {
     for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
         crate::core::token::wipe(&mut value.0);
     }
@@ -287,12 +297,7 @@ impl SecretReader {
     /// Kargo's Harbor rule: the `auth-header` key of `data`, any value
     /// (empty included: Kargo publishes it; every request is then 401).
     fn derive(&self, wanted: &Wanted<'_>, secret: &Secret) -> Derived {
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(AUTH_HEADER_KEY))
-            .map(|b| b.0.as_slice());
-        match value {
+        match secret_value(secret, AUTH_HEADER_KEY) {
             None => Derived::Failed {
                 cause: format!(
                     "error extracting secret values from Secret {} in namespace {}: missing data key {} for Harbor WebhookReceiver",
@@ -329,6 +334,7 @@ impl SecretReader {
                         token,
                         why: RouteReason::Current,
                         counters: Default::default(),
+                        grace_until: None,
                     },
                 }),
             ),

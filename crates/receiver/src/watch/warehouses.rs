@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::api_errors::{ApiErrors, Failure};
 use crate::index::{IndexProblems, Relist, RepositoryIndex};
 
 /// Logs what could not be evaluated in a Warehouse's subscriptions. The
@@ -31,6 +32,7 @@ pub async fn run(
     api: Api<Warehouse>,
     index: Arc<RepositoryIndex>,
     restarts: Counter,
+    api_errors: Arc<ApiErrors>,
     synced: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
@@ -56,6 +58,7 @@ pub async fn run(
                 let count = relist.len();
                 index.finish_relist(relist);
                 tracing::info!(count, "Warehouses indexed");
+                api_errors.succeeded();
                 synced.send_replace(true);
             }
             Ok(watcher::Event::Apply(w)) => report(index.upsert(&w)),
@@ -64,7 +67,9 @@ pub async fn run(
             }
             Err(e) => {
                 restarts.inc();
-                tracing::warn!(error = %e, "Warehouse watch failed; retrying");
+                if api_errors.failed("Warehouse watch", &e) == Failure::Other {
+                    tracing::warn!(error = %e, "Warehouse watch failed; retrying");
+                }
             }
         }
     }
