@@ -37,7 +37,7 @@ fmt: ## Format the code
 image-check: ## Build the binary as the Dockerfile does and check it fits the image (no Docker engine needed)
 	bash hack/image-check.sh
 
-bench: ## Criterion benchmark of the per-request hot path
+bench: ## Criterion benchmarks: the request hot path, the index at 1,000-100,000 Warehouses
 	$(CARGO) bench -p kargo-harbor-receiver --bench hot_path
 
 demo: ## Local demo: emulated API server, the receiver, a Harbor push

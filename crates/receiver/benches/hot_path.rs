@@ -2,6 +2,8 @@
 //! its URL, match its tag against 100 compiled subscriptions, and the whole
 //! handler decision (lookup, token check, parse, match).
 //!
+//! Then how the index's costs grow from 1,000 to 100,000 Warehouses.
+//!
 //! `cargo bench -p kargo-harbor-receiver --bench hot_path -- --quick`
 
 use std::hint::black_box;
@@ -44,6 +46,7 @@ fn index() -> Index {
                 name: "harbor-wh-receiver".into(),
                 token: TokenDigest::of(TOKEN),
                 why: RouteReason::Current,
+                counters: Default::default(),
                 grace_until: None,
             },
         }],
@@ -162,7 +165,9 @@ fn hot_path(c: &mut Criterion) {
     });
 }
 
-/// `n` Warehouses in 100 namespaces, each on its own repository.
+/// `n` Warehouses in 100 namespaces, each on its own repository, with a
+/// semver constraint, one allow regex shared by all and one ignore regex
+/// unique to each (the costliest shape of issue 11).
 fn many(n: usize) -> Vec<Warehouse> {
     (0..n)
         .map(|i| {
@@ -173,6 +178,8 @@ fn many(n: usize) -> Vec<Warehouse> {
                     subscriptions: vec![Subscription::image(ImageSubscription {
                         repo_url: format!("harbor.example.com/team-{}/app-{i}", i % 100),
                         constraint: Some("^1".into()),
+                        allow_tags_regexes: vec![r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[a-z0-9.]+)?$".into()],
+                        ignore_tags_regexes: vec![format!(r"^[0-9]+\.[0-9]+\.{i}-(rc|beta)\.[0-9]+$")],
                         ..Default::default()
                     })],
                 },
@@ -184,33 +191,56 @@ fn many(n: usize) -> Vec<Warehouse> {
         .collect()
 }
 
-/// The index writes a Warehouse watch event costs with 100,000 Warehouses
-/// indexed: a metadata-only change (every refresh PATCH comes back as one)
-/// and a spec change (new generation: recompiled and relinked). Neither may
-/// cost O(all).
-fn index_update(c: &mut Criterion) {
-    let index = Index::new();
-    let warehouses = many(100_000);
-    index.repositories.replace_all(&warehouses);
-    let mut touched = warehouses[0].clone();
-    touched
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert("kargo.akuity.io/refresh".into(), "x".into());
-    c.bench_function("index upsert, same generation, 100,000 indexed", |b| {
-        b.iter(|| index.repositories.upsert(black_box(&touched)))
-    });
-    let mut generation = 1;
-    let mut changed = warehouses[1].clone();
-    c.bench_function("index upsert, new generation, 100,000 indexed", |b| {
-        b.iter(|| {
-            generation += 1;
-            changed.metadata.generation = Some(generation);
-            index.repositories.upsert(black_box(&changed))
-        })
-    });
+/// How the index's costs grow with the Warehouses indexed (1,000, 10,000,
+/// 100,000): building it from a list (ready time), the writes a Warehouse
+/// watch event costs — a metadata-only change (every refresh PATCH comes
+/// back as one) and a spec change (new generation: recompiled and
+/// relinked) — and matching a push that selects one Warehouse. Only the
+/// build may grow with the size (linearly); the others must not be O(all).
+fn index_growth(c: &mut Criterion) {
+    let mut group = c.benchmark_group("index");
+    group.sample_size(10);
+    for n in [1_000, 10_000, 100_000] {
+        let warehouses = many(n);
+        group.bench_function(format!("build from a list of {n}"), |b| {
+            b.iter(|| {
+                let index = Index::new();
+                index.repositories.replace_all(black_box(&warehouses));
+                index
+            })
+        });
+        let index = Index::new();
+        index.repositories.replace_all(&warehouses);
+        let mut touched = warehouses[0].clone();
+        touched
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("kargo.akuity.io/refresh".into(), "x".into());
+        group.bench_function(format!("upsert, same generation, {n} indexed"), |b| {
+            b.iter(|| index.repositories.upsert(black_box(&touched)))
+        });
+        let mut generation = 1;
+        let mut changed = warehouses[1].clone();
+        group.bench_function(format!("upsert, new generation, {n} indexed"), |b| {
+            b.iter(|| {
+                generation += 1;
+                changed.metadata.generation = Some(generation);
+                index.repositories.upsert(black_box(&changed))
+            })
+        });
+        let pushed = [harbor::Artifact {
+            resource_url: "harbor.example.com/team-7/app-7:1.2.3".into(),
+            tag: "1.2.3".into(),
+        }];
+        let repositories = index.repositories.load();
+        assert_eq!(repositories.matching(&Scope::Cluster, &pushed).len(), 1);
+        group.bench_function(format!("match a push selecting 1 of {n}"), |b| {
+            b.iter(|| repositories.matching(black_box(&Scope::Cluster), black_box(&pushed)))
+        });
+    }
+    group.finish();
 }
 
-criterion_group!(benches, hot_path, index_update);
+criterion_group!(benches, hot_path, index_growth);
 criterion_main!(benches);

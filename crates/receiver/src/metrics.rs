@@ -6,7 +6,7 @@
 //! create unbounded series).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -91,6 +91,11 @@ pub enum Outcome {
     Timeout,
     /// The client went away before its answer.
     ClientGone,
+}
+
+impl Outcome {
+    /// How many there are (`outcome as usize` is below it).
+    pub const COUNT: usize = Outcome::ClientGone as usize + 1;
 }
 
 /// Labels of webhook request metrics.
@@ -285,9 +290,100 @@ pub struct RequestMetrics {
     pub duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     /// Webhook requests being handled.
     pub in_flight: Gauge,
+    /// `duration`'s histograms, each looked up once.
+    durations: Arc<PerOutcome<Histogram>>,
+    /// The counters of requests on no receiver's path.
+    unrouted: ReceiverCounters,
     /// Webhook requests that came in on a rotated receiver's previous path
     /// during its grace period, by project, receiver and outcome.
     pub grace_period: Family<RequestLabels, Counter>,
+}
+
+impl RequestMetrics {
+    /// Counts one answered request of `receiver` (`None`: the path named
+    /// none) and its duration. Each series is looked up (label hashing,
+    /// label strings allocated) once, on its first request; after that a
+    /// request costs an atomic add and a histogram observation.
+    /// `grace_period`: the request came in on a rotated receiver's previous
+    /// path, and is also counted in `grace_period`.
+    pub fn record(
+        &self,
+        receiver: Option<(&ReceiverCounters, &str, &str)>,
+        grace_period: bool,
+        outcome: Outcome,
+        elapsed: std::time::Duration,
+    ) {
+        let (counters, project, name) = receiver.unwrap_or((&self.unrouted, "", ""));
+        let labels = || RequestLabels {
+            project: project.to_owned(),
+            receiver: name.to_owned(),
+            outcome,
+        };
+        if grace_period {
+            counters
+                .0
+                .grace_period
+                .get(outcome, || {
+                    self.grace_period.get_or_create(&labels()).clone()
+                })
+                .inc();
+        }
+        counters
+            .0
+            .requests
+            .get(outcome, || self.requests.get_or_create(&labels()).clone())
+            .inc();
+        self.durations
+            .get(outcome, || {
+                self.duration
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .clone()
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// One value per [`Outcome`], each made on first use and kept.
+struct PerOutcome<T>([OnceLock<T>; Outcome::COUNT]);
+
+impl<T> Default for PerOutcome<T> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| OnceLock::new()))
+    }
+}
+
+impl<T> PerOutcome<T> {
+    fn get(&self, outcome: Outcome, make: impl FnOnce() -> T) -> &T {
+        self.0[outcome as usize].get_or_init(make)
+    }
+}
+
+/// A receiver's request counters (one per outcome, and the same for its
+/// grace-period requests), kept with its route so that counting its
+/// requests needs no label lookup (see [`RequestMetrics::record`]). A cache
+/// of the metrics registry: two are always equal, so it never makes two
+/// routes differ.
+#[derive(Clone, Default)]
+pub struct ReceiverCounters(Arc<CounterHandles>);
+
+#[derive(Default)]
+struct CounterHandles {
+    requests: PerOutcome<Counter>,
+    grace_period: PerOutcome<Counter>,
+}
+
+impl PartialEq for ReceiverCounters {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReceiverCounters {}
+
+impl std::fmt::Debug for ReceiverCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceiverCounters")
+    }
 }
 
 /// Metrics of the listeners (both ports).
@@ -446,6 +542,8 @@ impl Metrics {
             duration: Family::new_with_constructor(histogram),
             in_flight: Gauge::default(),
             grace_period: Family::default(),
+            durations: Arc::default(),
+            unrouted: ReceiverCounters::default(),
         };
         let refresh = RefreshMetrics::default();
         let controller = ControllerMetrics::default();
@@ -659,6 +757,34 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn recorded_requests_land_in_their_labelled_series() {
+        let m = Metrics::new();
+        let counters = ReceiverCounters::default();
+        let harbor = Some((&counters, "kargo-demo", "harbor"));
+        let ms = std::time::Duration::from_millis(1);
+        m.requests.record(harbor, false, Outcome::Unauthorized, ms);
+        m.requests.record(harbor, false, Outcome::Unauthorized, ms);
+        m.requests.record(harbor, true, Outcome::Refreshed, ms);
+        m.requests.record(None, false, Outcome::NotFound, ms);
+        // A copy of the entry (the same receiver on another path) shares them.
+        let copy = counters.clone();
+        let copy = Some((&copy, "kargo-demo", "harbor"));
+        m.requests.record(copy, false, Outcome::Refreshed, ms);
+        let text = m.encode(Sizes::default());
+        for needle in [
+            r#"webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="unauthorized"} 2"#,
+            r#"webhook_requests_total{project="kargo-demo",receiver="harbor",outcome="refreshed"} 2"#,
+            r#"webhook_requests_total{project="",receiver="",outcome="not_found"} 1"#,
+            r#"webhook_request_duration_seconds_count{outcome="unauthorized"} 2"#,
+            r#"webhook_grace_period_requests_total{project="kargo-demo",receiver="harbor",outcome="refreshed"} 1"#,
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+        // Only outcomes that happened have a series.
+        assert!(!text.contains(r#"outcome="method_not_allowed""#), "{text}");
     }
 }
 

@@ -86,6 +86,7 @@ pub fn receiver_entry(project: &str, name: &str, token: &[u8]) -> ReceiverEntry 
         name: name.into(),
         token: TokenDigest::of(token),
         why: RouteReason::Current,
+        counters: Default::default(),
         grace_until: None,
     }
 }

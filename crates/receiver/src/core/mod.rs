@@ -7,6 +7,8 @@
 //!   keeps, ownership and drift;
 //! - [`repository`]: repository normalisation, as Kargo computes its keys;
 //! - [`tags`]: would Kargo consider a pushed tag for a subscription;
+//! - [`tag_regex`]: one tag regex, held without a compiled automaton each;
+//! - [`interner`]: one shared copy of values many entries spell alike;
 //! - [`token`]: auth-header verification against a digest;
 //! - [`rotation`]: which previous paths a rotation leaves accepted, until when;
 //! - [`status`]: the ProjectConfig/ClusterConfig status we want, and the
@@ -15,10 +17,12 @@
 
 pub mod harbor;
 pub(crate) mod harbor_policy;
+pub(crate) mod interner;
 pub mod receiver_path;
 pub(crate) mod registration;
 pub mod repository;
 pub(crate) mod rotation;
 pub(crate) mod status;
+pub(crate) mod tag_regex;
 pub mod tags;
 pub mod token;

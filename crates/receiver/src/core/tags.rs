@@ -17,28 +17,37 @@
 //! * image, `Digest`: the tag equals `constraint` (the mutable tag followed).
 //! * chart: parses as a semantic version and satisfies `semverConstraint`.
 //!
-//! Regexes are compiled with Rust's `regex`, whose syntax is nearly that of
-//! Go's RE2 `regexp` and which, like Go's `MatchString`, searches unanchored.
-//! The differences (Rust's `\d`, `\w`, `\s`, `\b` are Unicode-aware, Go's are
+//! Regexes are Rust's `regex` syntax, which is nearly that of Go's RE2
+//! `regexp` and which, like Go's `MatchString`, searches unanchored. The
+//! differences (Rust's `\d`, `\w`, `\s`, `\b` are Unicode-aware, Go's are
 //! ASCII; Go accepts `\Q…\E`, Rust does not; Rust caps compiled size) do not
-//! change results on OCI tags, which are ASCII; a pattern Rust cannot compile
-//! is reported as a problem and the subscription accepts everything.
+//! change results on OCI tags, which are ASCII; a pattern Rust cannot parse
+//! is reported as a problem and the subscription accepts everything. How
+//! patterns are held without a compiled automaton each is in
+//! [`tag_regex`](super::tag_regex).
 //!
 //! Rules that cannot be evaluated make the filter accept every tag and record
 //! a problem for the caller to log: a spare refresh is cheap, a missed one is
 //! a bug.
+//!
+//! An index builds its filters through one [`RuleInterner`], so that the
+//! subscriptions spelling a regex or a constraint the same way share one
+//! parsed copy of it.
+
+use std::cell::OnceCell;
+use std::sync::Arc;
 
 use kargo_api::{ChartSubscription, ImageSubscription};
 use masterminds_semver::{Constraints, Version};
-use regex::Regex;
-use std::cell::OnceCell;
+
+use super::interner::Interner;
+use super::tag_regex::TagRegex;
 
 /// Compiled tag rules of one Warehouse subscription, built once per Warehouse
 /// generation.
 #[derive(Debug, Clone)]
 pub struct TagFilter {
     rule: Rule,
-    problems: Vec<String>,
 }
 
 /// What a subscription's tag rules decide on one pushed tag, and why
@@ -62,12 +71,18 @@ pub enum Verdict<'f> {
     OutsideConstraint(&'f str),
     /// Strategy `Digest` follows this tag, not the pushed one.
     DigestFollows(&'f str),
+    /// This regex parses but is too large to compile, found when first
+    /// matched: the rules cannot be evaluated, so every tag is accepted.
+    TooBigToCompile(&'f str),
 }
 
 impl Verdict<'_> {
     /// Whether the tag is accepted (also when the rules are unevaluable).
     pub fn accepted(&self) -> bool {
-        matches!(self, Verdict::Accepted | Verdict::Unevaluable(_))
+        matches!(
+            self,
+            Verdict::Accepted | Verdict::Unevaluable(_) | Verdict::TooBigToCompile(_)
+        )
     }
 }
 
@@ -88,46 +103,122 @@ impl std::fmt::Display for Verdict<'_> {
             }
             Verdict::OutsideConstraint(c) => write!(f, "does not satisfy `{c}`"),
             Verdict::DigestFollows(tag) => write!(f, "Digest strategy wants `{tag}`"),
+            Verdict::TooBigToCompile(pattern) => write!(
+                f,
+                "accepted: the rules cannot be evaluated (regex {pattern:?} is too large to compile)"
+            ),
         }
     }
 }
 
 #[derive(Debug, Clone)]
 enum Rule {
-    /// The rules could not be evaluated (see `problems`).
-    AcceptAll,
+    /// The rules could not be evaluated: why.
+    AcceptAll(Box<[String]>),
     /// Image, `SemVer` strategy or unset.
     SemVer {
         regexes: TagRegexes,
         strict: bool,
-        constraint: Option<Constraints>,
+        constraint: Option<Arc<Constraints>>,
     },
     /// Image, `Lexical` or `NewestBuild`.
     Regexes(TagRegexes),
     /// Image, `Digest`: the one mutable tag followed.
-    Digest(String),
+    Digest(Box<str>),
     /// Chart.
-    Chart { constraint: Option<Constraints> },
+    Chart {
+        constraint: Option<Arc<Constraints>>,
+    },
+}
+
+/// The parsed regexes and constraints of an index, shared by every
+/// subscription that spells them the same way, each released once no
+/// subscription uses it.
+#[derive(Debug, Default)]
+pub struct RuleInterner {
+    regexes: Interner<TagRegex>,
+    constraints: Interner<Constraints>,
+}
+
+impl RuleInterner {
+    /// Distinct regexes held.
+    pub fn regexes(&self) -> usize {
+        self.regexes.len()
+    }
+
+    fn regex_list(
+        &mut self,
+        field: &str,
+        patterns: &[String],
+        problems: &mut Vec<String>,
+    ) -> Box<[Arc<TagRegex>]> {
+        patterns
+            .iter()
+            .filter_map(|p| {
+                match self
+                    .regexes
+                    .get_or_try_build(p, |p| TagRegex::parse(p).map(Arc::new))
+                {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        problems.push(format!("{field}: cannot compile {p:?}: {e}"));
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn constraint(
+        &mut self,
+        field: &str,
+        c: &str,
+        problems: &mut Vec<String>,
+    ) -> Option<Arc<Constraints>> {
+        match self
+            .constraints
+            .get_or_try_build(c, |c| Constraints::parse(c).map(Arc::new))
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                problems.push(format!(
+                    "{field}: cannot parse semver constraint {c:?}: {e}"
+                ));
+                None
+            }
+        }
+    }
+
+    fn tag_regexes(
+        &mut self,
+        allow: &[String],
+        ignore: &[String],
+        problems: &mut Vec<String>,
+    ) -> TagRegexes {
+        TagRegexes {
+            allow: self.regex_list("allowTagsRegexes", allow, problems),
+            ignore: self.regex_list("ignoreTagsRegexes", ignore, problems),
+        }
+    }
 }
 
 /// `allowTagsRegexes` / `ignoreTagsRegexes`, as Kargo's tagBasedSelector
 /// applies them.
 #[derive(Debug, Clone, Default)]
 struct TagRegexes {
-    allow: Vec<Regex>,
-    ignore: Vec<Regex>,
+    allow: Box<[Arc<TagRegex>]>,
+    ignore: Box<[Arc<TagRegex>]>,
 }
 
 impl TagRegexes {
-    fn compile(allow: &[String], ignore: &[String], problems: &mut Vec<String>) -> TagRegexes {
-        TagRegexes {
-            allow: compile_all("allowTagsRegexes", allow, problems),
-            ignore: compile_all("ignoreTagsRegexes", ignore, problems),
-        }
-    }
-
-    /// `None` when the regexes let the tag through, else why not.
+    /// `None` when the regexes let the tag through, else why not. A
+    /// pattern too large to compile (see `tag_regex`) makes the rules
+    /// unevaluable, whatever the others say.
     fn reject(&self, tag: &str) -> Option<Verdict<'_>> {
+        let all = || self.allow.iter().chain(self.ignore.iter());
+        if let Some(big) = all().find(|r| !r.compiles()) {
+            return Some(Verdict::TooBigToCompile(big.as_str()));
+        }
         if let Some(r) = self.ignore.iter().find(|r| r.is_match(tag)) {
             return Some(Verdict::IgnoredBy(r.as_str()));
         }
@@ -139,34 +230,9 @@ impl TagRegexes {
     }
 }
 
-fn compile_all(field: &str, patterns: &[String], problems: &mut Vec<String>) -> Vec<Regex> {
-    patterns
-        .iter()
-        .filter_map(|p| match Regex::new(p) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                problems.push(format!("{field}: cannot compile {p:?}: {e}"));
-                None
-            }
-        })
-        .collect()
-}
-
 /// `Some(s)` for a non-empty string: Kargo treats `""` as unset.
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
-}
-
-fn parse_constraint(field: &str, c: &str, problems: &mut Vec<String>) -> Option<Constraints> {
-    match Constraints::parse(c) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            problems.push(format!(
-                "{field}: cannot parse semver constraint {c:?}: {e}"
-            ));
-            None
-        }
-    }
 }
 
 /// A pushed tag with its semantic-version readings, each parsed at most
@@ -224,8 +290,19 @@ impl<'a> PushedTag<'a> {
 }
 
 impl TagFilter {
-    /// Compiles the tag rules of an image subscription.
+    /// Compiles the tag rules of an image subscription on its own.
     pub fn for_image(sub: &ImageSubscription) -> TagFilter {
+        TagFilter::for_image_in(sub, &mut RuleInterner::default())
+    }
+
+    /// Compiles the tag rules of a chart subscription on its own.
+    pub fn for_chart(sub: &ChartSubscription) -> TagFilter {
+        TagFilter::for_chart_in(sub, &mut RuleInterner::default())
+    }
+
+    /// Compiles the tag rules of an image subscription, sharing its regexes
+    /// and constraint through `rules`.
+    pub fn for_image_in(sub: &ImageSubscription, rules: &mut RuleInterner) -> TagFilter {
         let mut problems = Vec::new();
         // The deprecated fields are not evaluated: their meaning changed across
         // Kargo releases, so guessing could miss a push.
@@ -247,7 +324,7 @@ impl TagFilter {
 
         let rule = match sub.image_selection_strategy.as_deref().unwrap_or("") {
             "" | "SemVer" => Rule::SemVer {
-                regexes: TagRegexes::compile(
+                regexes: rules.tag_regexes(
                     &sub.allow_tags_regexes,
                     &sub.ignore_tags_regexes,
                     &mut problems,
@@ -255,35 +332,36 @@ impl TagFilter {
                 // Kargo's CRD defaults strictSemvers to true.
                 strict: sub.strict_semvers.unwrap_or(true),
                 constraint: constraint
-                    .and_then(|c| parse_constraint(constraint_field, c, &mut problems)),
+                    .and_then(|c| rules.constraint(constraint_field, c, &mut problems)),
             },
-            "Lexical" | "NewestBuild" => Rule::Regexes(TagRegexes::compile(
+            "Lexical" | "NewestBuild" => Rule::Regexes(rules.tag_regexes(
                 &sub.allow_tags_regexes,
                 &sub.ignore_tags_regexes,
                 &mut problems,
             )),
             // Kargo's digest selector ignores the regexes.
             "Digest" => match constraint {
-                Some(tag) => Rule::Digest(tag.to_owned()),
+                Some(tag) => Rule::Digest(tag.into()),
                 None => {
                     problems
                         .push("strategy Digest without a constraint (the tag to follow)".into());
-                    Rule::AcceptAll
+                    Rule::AcceptAll(Box::default())
                 }
             },
             other => {
                 problems.push(format!("unknown imageSelectionStrategy {other:?}"));
-                Rule::AcceptAll
+                Rule::AcceptAll(Box::default())
             }
         };
         TagFilter::new(rule, problems)
     }
 
-    /// Compiles the version rules of a chart subscription.
-    pub fn for_chart(sub: &ChartSubscription) -> TagFilter {
+    /// Compiles the version rules of a chart subscription, sharing its
+    /// constraint through `rules`.
+    pub fn for_chart_in(sub: &ChartSubscription, rules: &mut RuleInterner) -> TagFilter {
         let mut problems = Vec::new();
         let constraint = non_empty(&sub.semver_constraint)
-            .and_then(|c| parse_constraint("semverConstraint", c, &mut problems));
+            .and_then(|c| rules.constraint("semverConstraint", c, &mut problems));
         TagFilter::new(Rule::Chart { constraint }, problems)
     }
 
@@ -291,9 +369,9 @@ impl TagFilter {
         let rule = if problems.is_empty() {
             rule
         } else {
-            Rule::AcceptAll
+            Rule::AcceptAll(problems.into_boxed_slice())
         };
-        TagFilter { rule, problems }
+        TagFilter { rule }
     }
 
     /// Would Kargo consider this pushed tag (or digest, for a push by digest)
@@ -314,7 +392,7 @@ impl TagFilter {
     pub fn verdict(&self, pushed: &PushedTag<'_>) -> Verdict<'_> {
         let tag = pushed.tag;
         match &self.rule {
-            Rule::AcceptAll => Verdict::Unevaluable(&self.problems),
+            Rule::AcceptAll(problems) => Verdict::Unevaluable(problems),
             Rule::SemVer {
                 regexes,
                 strict,
@@ -335,7 +413,7 @@ impl TagFilter {
                 }
             }
             Rule::Regexes(regexes) => regexes.reject(tag).unwrap_or(Verdict::Accepted),
-            Rule::Digest(followed) if followed == tag => Verdict::Accepted,
+            Rule::Digest(followed) if &**followed == tag => Verdict::Accepted,
             Rule::Digest(followed) => Verdict::DigestFollows(followed),
             Rule::Chart { constraint } => {
                 let Some(v) = pushed.chart_version() else {
@@ -353,7 +431,10 @@ impl TagFilter {
     /// deprecated allowTags/ignoreTags, unknown strategy); such a filter
     /// accepts everything.
     pub fn problems(&self) -> &[String] {
-        &self.problems
+        match &self.rule {
+            Rule::AcceptAll(problems) => problems,
+            _ => &[],
+        }
     }
 }
 
@@ -769,6 +850,70 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn equal_rules_are_shared_through_one_interner() {
+        let mut rules = RuleInterner::default();
+        let sub = |ignore: &str| with_regexes(image(None, Some("^1.2")), &["^v?1\\."], &[ignore]);
+        let a = TagFilter::for_image_in(&sub("-rc$"), &mut rules);
+        let b = TagFilter::for_image_in(&sub("-beta$"), &mut rules);
+        let (
+            Rule::SemVer {
+                regexes: ra,
+                constraint: ca,
+                ..
+            },
+            Rule::SemVer {
+                regexes: rb,
+                constraint: cb,
+                ..
+            },
+        ) = (&a.rule, &b.rule)
+        else {
+            panic!("{a:?} {b:?}");
+        };
+        assert!(Arc::ptr_eq(&ra.allow[0], &rb.allow[0]));
+        assert!(!Arc::ptr_eq(&ra.ignore[0], &rb.ignore[0]));
+        assert!(Arc::ptr_eq(ca.as_ref().unwrap(), cb.as_ref().unwrap()));
+        assert_eq!(rules.regexes(), 3);
+        // Sharing changes no answer.
+        for tag in ["v1.2.3", "1.2.3-rc", "1.2.3-beta", "2.0.0"] {
+            assert_eq!(
+                a.accepts(tag),
+                TagFilter::for_image(&sub("-rc$")).accepts(tag),
+                "{tag}"
+            );
+            assert_eq!(
+                b.accepts(tag),
+                TagFilter::for_image(&sub("-beta$")).accepts(tag),
+                "{tag}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_regex_too_big_to_compile_makes_the_filter_accept_everything() {
+        // Parses (so no problem at index time) but exceeds regex's size
+        // limit: found when first matched, then treated like a bad regex.
+        let big = "\\w{1000}{1000}";
+        let semver = TagFilter::for_image(&with_regexes(image(None, Some("^1")), &[], &[big]));
+        let lexical = TagFilter::for_image(&with_regexes(
+            image(Some("Lexical"), None),
+            &["^x", big],
+            &[],
+        ));
+        assert!(semver.problems().is_empty() && lexical.problems().is_empty());
+        for tag in ["not-a-version", "2.0.0", "y"] {
+            assert!(semver.accepts(tag), "{tag}");
+            assert!(lexical.accepts(tag), "{tag}");
+        }
+        let verdict = lexical.verdict(&PushedTag::new("y"));
+        assert_eq!(verdict, Verdict::TooBigToCompile(big));
+        assert!(
+            verdict.to_string().contains("too large to compile"),
+            "{verdict}"
+        );
     }
 
     #[test]

@@ -19,8 +19,9 @@ use rpds::{HashTrieMapSync, RedBlackTreeMapSync};
 
 use super::Scope;
 use crate::core::harbor::Artifact;
+use crate::core::interner::Interner;
 use crate::core::repository::{normalize_chart, normalize_image};
-use crate::core::tags::{PushedTag, TagFilter, Verdict};
+use crate::core::tags::{PushedTag, RuleInterner, TagFilter, Verdict};
 
 /// A Warehouse chosen for a refresh.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,10 +109,81 @@ impl IndexedWarehouse {
 type Names = RedBlackTreeMapSync<Arc<str>, Arc<IndexedWarehouse>>;
 type Namespaces = RedBlackTreeMapSync<Arc<str>, Names>;
 
+/// The Warehouses subscribed to one repository. Most repositories have one
+/// subscriber, which is then held without a tree (two fewer nodes each).
+#[derive(Clone, Debug)]
+enum Subscribers {
+    One(Arc<IndexedWarehouse>),
+    /// Two or more, by namespace and name.
+    Many(Namespaces),
+}
+
+impl Subscribers {
+    /// Calls `f` with each subscriber in `scope`, by namespace and name.
+    fn for_each_in<'a>(&'a self, scope: &Scope, mut f: impl FnMut(&'a Arc<IndexedWarehouse>)) {
+        match (self, scope) {
+            (Subscribers::One(wh), Scope::Project(ns)) if wh.warehouse.namespace != *ns => {}
+            (Subscribers::One(wh), _) => f(wh),
+            (Subscribers::Many(namespaces), Scope::Project(ns)) => namespaces
+                .get(&**ns)
+                .into_iter()
+                .flat_map(|n| n.values())
+                .for_each(f),
+            (Subscribers::Many(namespaces), Scope::Cluster) => {
+                namespaces.values().flat_map(|n| n.values()).for_each(f)
+            }
+        }
+    }
+
+    /// These subscribers with `indexed` added (or replacing its old self).
+    fn with(&self, indexed: &Arc<IndexedWarehouse>) -> Subscribers {
+        match self {
+            Subscribers::One(wh) if wh.warehouse == indexed.warehouse => {
+                Subscribers::One(indexed.clone())
+            }
+            Subscribers::One(wh) => {
+                Subscribers::Many(insert(insert(Namespaces::new_sync(), wh), indexed))
+            }
+            Subscribers::Many(namespaces) => Subscribers::Many(insert(namespaces.clone(), indexed)),
+        }
+    }
+
+    /// These subscribers without `wh`; `None` if none is left.
+    fn without(&self, wh: &WarehouseRef) -> Option<Subscribers> {
+        let mut namespaces = match self {
+            Subscribers::One(one) if one.warehouse == *wh => return None,
+            Subscribers::One(_) => return Some(self.clone()),
+            Subscribers::Many(namespaces) => namespaces.clone(),
+        };
+        if let Some(names) = namespaces.get(&*wh.namespace) {
+            let names = names.remove(&*wh.name);
+            if names.is_empty() {
+                namespaces.remove_mut(&*wh.namespace);
+            } else {
+                namespaces.insert_mut(wh.namespace.clone(), names);
+            }
+        }
+        let mut all = namespaces.values().flat_map(|n| n.values());
+        match (all.next(), all.next()) {
+            (None, _) => None,
+            (Some(last), None) => Some(Subscribers::One(last.clone())),
+            _ => Some(Subscribers::Many(namespaces)),
+        }
+    }
+}
+
+fn insert(mut namespaces: Namespaces, indexed: &Arc<IndexedWarehouse>) -> Namespaces {
+    let wh = &indexed.warehouse;
+    let mut names = namespaces.get(&*wh.namespace).cloned().unwrap_or_default();
+    names.insert_mut(wh.name.clone(), indexed.clone());
+    namespaces.insert_mut(wh.namespace.clone(), names);
+    namespaces
+}
+
 /// An immutable version of the repository index; cheap to load, never blocks.
 #[derive(Clone, Debug, Default)]
 pub struct Repositories {
-    by_key: HashTrieMapSync<Arc<str>, Namespaces>,
+    by_key: HashTrieMapSync<Arc<str>, Subscribers>,
     warehouses: usize,
 }
 
@@ -187,51 +259,34 @@ impl Repositories {
                 &[&image_key, &chart_key]
             };
             for key in keys {
-                let Some(namespaces) = self.by_key.get(*key) else {
+                let Some(subscribers) = self.by_key.get(*key) else {
                     continue;
                 };
-                let in_scope: Box<dyn Iterator<Item = &Names>> = match scope {
-                    Scope::Project(ns) => Box::new(namespaces.get(&**ns).into_iter()),
-                    Scope::Cluster => Box::new(namespaces.values()),
-                };
-                for wh in in_scope.flat_map(|names| names.values()) {
-                    visit(artifact, key, &tag, wh);
-                }
+                subscribers.for_each_in(scope, |wh| visit(artifact, key, &tag, wh));
             }
         }
     }
 
     fn link(&mut self, indexed: &Arc<IndexedWarehouse>) {
-        let wh = &indexed.warehouse;
         for key in indexed.keys() {
-            let mut namespaces = self.by_key.get(&**key).cloned().unwrap_or_default();
-            let mut names = namespaces.get(&*wh.namespace).cloned().unwrap_or_default();
-            names.insert_mut(wh.name.clone(), indexed.clone());
-            namespaces.insert_mut(wh.namespace.clone(), names);
-            self.by_key.insert_mut(key.clone(), namespaces);
+            let next = match self.by_key.get(&**key) {
+                Some(subscribers) => subscribers.with(indexed),
+                None => Subscribers::One(indexed.clone()),
+            };
+            self.by_key.insert_mut(key.clone(), next);
         }
     }
 
     fn unlink(&mut self, old: &IndexedWarehouse) {
-        let wh = &old.warehouse;
         for key in old.keys() {
-            let Some(namespaces) = self.by_key.get(&**key) else {
+            let Some(subscribers) = self.by_key.get(&**key) else {
                 continue;
             };
-            let mut namespaces = namespaces.clone();
-            let Some(names) = namespaces.get(&*wh.namespace) else {
-                continue;
-            };
-            let names = names.remove(&*wh.name);
-            if names.is_empty() {
-                namespaces.remove_mut(&*wh.namespace);
-            } else {
-                namespaces.insert_mut(wh.namespace.clone(), names);
-            }
-            if namespaces.is_empty() {
-                self.by_key.remove_mut(&**key);
-            } else {
-                self.by_key.insert_mut(key.clone(), namespaces);
+            match subscribers.without(&old.warehouse) {
+                Some(rest) => self.by_key.insert_mut(key.clone(), rest),
+                None => {
+                    self.by_key.remove_mut(&**key);
+                }
             }
         }
     }
@@ -242,10 +297,14 @@ impl Repositories {
 pub type IndexProblems = Vec<String>;
 
 /// What the writers keep beside the published version: every indexed
-/// Warehouse by reference, to find what an update replaces.
+/// Warehouse by reference, to find what an update replaces, and the
+/// interners that make equal texts one copy (namespaces, repository keys,
+/// regexes, constraints).
 #[derive(Default)]
 struct Writer {
     warehouses: HashMap<WarehouseRef, Arc<IndexedWarehouse>>,
+    rules: RuleInterner,
+    strings: Interner<str>,
 }
 
 /// The repository index: one per process.
@@ -298,7 +357,7 @@ impl RepositoryIndex {
     pub fn upsert(&self, warehouse: &Warehouse) -> IndexProblems {
         let mut problems = Vec::new();
         let mut writer = self.writer();
-        let indexed = compile(&writer.warehouses, warehouse, &mut problems);
+        let indexed = writer.compile(warehouse, &mut problems);
         let old = writer.warehouses.get(&indexed.warehouse).cloned();
         if old.as_ref().is_some_and(|old| Arc::ptr_eq(old, &indexed)) {
             return problems;
@@ -333,7 +392,7 @@ impl RepositoryIndex {
     /// generation is unchanged (its problems were reported back then).
     pub fn relist_add(&self, relist: &mut Relist, warehouse: &Warehouse) -> IndexProblems {
         let mut problems = Vec::new();
-        let indexed = compile(&self.writer().warehouses, warehouse, &mut problems);
+        let indexed = self.writer().compile(warehouse, &mut problems);
         relist.compiled.insert(indexed.warehouse.clone(), indexed);
         problems
     }
@@ -368,58 +427,62 @@ impl RepositoryIndex {
     }
 }
 
-/// Compiles a Warehouse's subscriptions, unless its generation is already
-/// indexed: then returns the indexed one itself (same `Arc`).
-fn compile(
-    indexed: &HashMap<WarehouseRef, Arc<IndexedWarehouse>>,
-    warehouse: &Warehouse,
-    problems: &mut Vec<String>,
-) -> Arc<IndexedWarehouse> {
-    let key = WarehouseRef::new(
-        warehouse.namespace().as_deref().unwrap_or_default(),
-        &warehouse.name_any(),
-    );
-    let generation = warehouse.metadata.generation;
-    if let Some(existing) = indexed.get(&key) {
-        if generation.is_some() && existing.generation == generation {
-            return existing.clone();
-        }
-    }
-    let mut subscriptions = Vec::new();
-    for (i, sub) in warehouse.spec.subscriptions.iter().enumerate() {
-        let (repo_key, filter) = match &sub.source {
-            SubscriptionSource::Image(image) => (
-                normalize_image(&image.repo_url),
-                TagFilter::for_image(image),
-            ),
-            SubscriptionSource::Chart(chart) => (
-                normalize_chart(&chart.repo_url),
-                TagFilter::for_chart(chart),
-            ),
-            SubscriptionSource::Git(_) | SubscriptionSource::Other { .. } => continue,
-            SubscriptionSource::Malformed { reason, .. } => {
-                problems.push(format!(
-                    "Warehouse {key} subscription {i}: {reason}; ignored"
-                ));
-                continue;
-            }
+impl Writer {
+    /// Compiles a Warehouse's subscriptions, unless its generation is
+    /// already indexed: then returns the indexed one itself (same `Arc`).
+    fn compile(
+        &mut self,
+        warehouse: &Warehouse,
+        problems: &mut Vec<String>,
+    ) -> Arc<IndexedWarehouse> {
+        let key = WarehouseRef {
+            namespace: self
+                .strings
+                .string(warehouse.namespace().as_deref().unwrap_or_default()),
+            name: Arc::from(warehouse.name_any()),
         };
-        for p in filter.problems() {
-            problems.push(format!(
-                "Warehouse {key} subscription {i}: {p}; refreshing on every push to {repo_key}"
-            ));
+        let generation = warehouse.metadata.generation;
+        if let Some(existing) = self.warehouses.get(&key) {
+            if generation.is_some() && existing.generation == generation {
+                return existing.clone();
+            }
         }
-        subscriptions.push(IndexedSubscription {
-            key: Arc::from(repo_key),
-            filter,
-            position: i,
-        });
+        let mut subscriptions = Vec::new();
+        for (i, sub) in warehouse.spec.subscriptions.iter().enumerate() {
+            let (repo_key, filter) = match &sub.source {
+                SubscriptionSource::Image(image) => (
+                    normalize_image(&image.repo_url),
+                    TagFilter::for_image_in(image, &mut self.rules),
+                ),
+                SubscriptionSource::Chart(chart) => (
+                    normalize_chart(&chart.repo_url),
+                    TagFilter::for_chart_in(chart, &mut self.rules),
+                ),
+                SubscriptionSource::Git(_) | SubscriptionSource::Other { .. } => continue,
+                SubscriptionSource::Malformed { reason, .. } => {
+                    problems.push(format!(
+                        "Warehouse {key} subscription {i}: {reason}; ignored"
+                    ));
+                    continue;
+                }
+            };
+            for p in filter.problems() {
+                problems.push(format!(
+                    "Warehouse {key} subscription {i}: {p}; refreshing on every push to {repo_key}"
+                ));
+            }
+            subscriptions.push(IndexedSubscription {
+                key: self.strings.string(&repo_key),
+                filter,
+                position: i,
+            });
+        }
+        Arc::new(IndexedWarehouse {
+            warehouse: key,
+            generation,
+            subscriptions: subscriptions.into_boxed_slice(),
+        })
     }
-    Arc::new(IndexedWarehouse {
-        warehouse: key,
-        generation,
-        subscriptions: subscriptions.into_boxed_slice(),
-    })
 }
 
 #[cfg(test)]
@@ -566,6 +629,46 @@ mod tests {
             ["p/b"]
         );
         assert_eq!(index.load().warehouses(), 1);
+    }
+
+    #[test]
+    fn a_repository_goes_from_one_subscriber_to_many_and_back() {
+        let index = RepositoryIndex::new();
+        let pushed = [push("h/app:1.0.0", "1.0.0")];
+        let found = |scope: &Scope| names(index.load().matching(scope, &pushed));
+        index.upsert(&warehouse("p", "a", 1, vec![image("h/app", None)]));
+        assert_eq!(found(&Scope::project_of("q")), Vec::<String>::new());
+        index.upsert(&warehouse("q", "b", 1, vec![image("h/app", None)]));
+        index.upsert(&warehouse("p", "c", 1, vec![image("h/app", None)]));
+        assert_eq!(found(&Scope::Cluster), ["p/a", "p/c", "q/b"]);
+        assert_eq!(found(&Scope::project_of("p")), ["p/a", "p/c"]);
+        index.remove("p", "a");
+        index.remove("q", "b");
+        assert_eq!(found(&Scope::Cluster), ["p/c"]);
+        assert_eq!(found(&Scope::project_of("q")), Vec::<String>::new());
+        // The one subscriber left is updated in place.
+        index.upsert(&warehouse("p", "c", 2, vec![image("h/app", Some("^2"))]));
+        assert!(found(&Scope::Cluster).is_empty());
+        assert_eq!(index.load().keys(), 1);
+        index.remove("p", "c");
+        assert_eq!((index.load().warehouses(), index.load().keys()), (0, 0));
+    }
+
+    #[test]
+    fn equal_texts_are_held_once() {
+        let index = RepositoryIndex::new();
+        index.replace_all(&[
+            warehouse("p", "a", 1, vec![image("h/app", Some("^1"))]),
+            warehouse("p", "b", 1, vec![image("h/app", Some("^1"))]),
+        ]);
+        let writer = index.writer();
+        let a = &writer.warehouses[&WarehouseRef::new("p", "a")];
+        let b = &writer.warehouses[&WarehouseRef::new("p", "b")];
+        assert!(Arc::ptr_eq(&a.warehouse.namespace, &b.warehouse.namespace));
+        assert!(Arc::ptr_eq(
+            &a.subscriptions[0].key,
+            &b.subscriptions[0].key
+        ));
     }
 
     #[test]

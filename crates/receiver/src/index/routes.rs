@@ -15,6 +15,7 @@ use rpds::HashTrieMapSync;
 use tokio::sync::watch;
 
 use crate::core::token::TokenDigest;
+use crate::metrics::ReceiverCounters;
 
 /// Where a receiver's refreshes may reach.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,6 +77,9 @@ pub struct ReceiverEntry {
     /// `Some`: a path from before a rotation (of either reason), accepted
     /// until then (`core::rotation`); `None`: a path of the current token.
     pub grace_until: Option<Instant>,
+    /// Its request counters, looked up once (a cache; never part of its
+    /// identity).
+    pub counters: ReceiverCounters,
 }
 
 impl ReceiverEntry {
@@ -267,6 +271,7 @@ mod tests {
                 name: name.into(),
                 token: TokenDigest::of(token),
                 why: RouteReason::Current,
+                counters: Default::default(),
                 grace_until: None,
             },
         }

@@ -327,10 +327,14 @@ where
         Protocol::Http1 => Conn::H1(Box::pin(protocols.http1.serve_connection(io, service))),
         Protocol::Http2 => Conn::H2(Box::pin(protocols.http2.serve_connection(io, service))),
     };
-    let mut changes = activity.subscribe();
     let mut draining = false;
+    // One timer for the connection's life, re-armed only when it fires: a
+    // request starting or ending touches atomics and wakes nobody. When it
+    // fires, the activity is read again: requests since then moved the
+    // deadline, and it is re-armed for the new one.
+    let mut sleep = std::pin::pin!(tokio::time::sleep_until(accepted));
     loop {
-        let now = *changes.borrow_and_update();
+        let now = activity.now();
         let idle_deadline = (now.active == 0 && !draining).then(|| {
             if now.served == 0 {
                 protocols.first_deadline(accepted)
@@ -338,7 +342,13 @@ where
                 now.idle_since + protocols.idle_timeout
             }
         });
-        let deadline = idle_deadline.unwrap_or_else(Instant::now);
+        let wake_at = match idle_deadline {
+            Some(deadline) => deadline,
+            // Busy (or draining): the earliest an idle deadline can come is
+            // a full timeout after a request that ends right now.
+            None => Instant::now() + protocols.idle_timeout.min(protocols.header_read_timeout),
+        };
+        sleep.as_mut().reset(wake_at);
         tokio::select! {
             biased;
             () = evicted.cancelled() => return End::Evicted,
@@ -349,12 +359,12 @@ where
                 }
                 return if draining { End::Shutdown } else { End::Closed };
             }
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return End::Closed;
+            () = &mut sleep => {
+                let Some(deadline) = idle_deadline else { continue };
+                let again = activity.now();
+                if again.active > 0 || again.served != now.served || Instant::now() < deadline {
+                    continue;
                 }
-            }
-            () = tokio::time::sleep_until(deadline), if idle_deadline.is_some() => {
                 if now.served == 0 {
                     return End::HeaderTimeout;
                 }

@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +40,45 @@ pub(crate) struct Activity {
     pub idle_since: Instant,
 }
 
+/// A connection's [`Activity`] as its requests update it: plain atomics, so
+/// that a request starting or ending costs two atomic operations and wakes
+/// nobody. The connection's task reads it when one of its deadlines falls
+/// due (see `connection`), and the table when it picks whom to evict.
+#[derive(Debug)]
+pub(crate) struct ActivityState {
+    active: AtomicUsize,
+    served: AtomicU64,
+    /// Nanoseconds from `origin` to the start of the current idle period.
+    idle_since: AtomicU64,
+    origin: Instant,
+}
+
+impl ActivityState {
+    fn new(origin: Instant) -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            origin,
+        }
+    }
+
+    /// The activity now. `active` is read first: once it reads 0, the
+    /// `idle_since` stored before the decrement that made it 0 is visible.
+    pub fn now(&self) -> Activity {
+        let active = self.active.load(Ordering::Acquire);
+        let served = self.served.load(Ordering::Acquire);
+        let idle_since = self.idle_since.load(Ordering::Acquire);
+        Activity {
+            active,
+            served,
+            idle_since: self.origin + std::time::Duration::from_nanos(idle_since),
+        }
+    }
+}
+
 /// Shared between a connection's task, its requests and the table.
-pub(crate) type ActivityCell = Arc<watch::Sender<Activity>>;
+pub(crate) type ActivityCell = Arc<ActivityState>;
 
 /// Why a connection gave way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +137,7 @@ impl Table {
             .iter()
             .filter(|(_, e)| client.is_none_or(|c| e.client == c))
             .filter_map(|(id, e)| {
-                let a = *e.activity.borrow();
+                let a = e.activity.now();
                 (a.active == 0).then_some((a.idle_since, *id))
             })
             .min()
@@ -164,11 +202,7 @@ impl Slots {
         }
         let id = table.next_id;
         table.next_id += 1;
-        let activity = Arc::new(watch::Sender::new(Activity {
-            active: 0,
-            served: 0,
-            idle_since: Instant::now(),
-        }));
+        let activity = Arc::new(ActivityState::new(Instant::now()));
         let evicted = CancellationToken::new();
         table.connections.insert(
             id,
@@ -202,22 +236,21 @@ pub(crate) struct InProgress(ActivityCell);
 impl InProgress {
     /// A request (or stream) starts on the connection of `activity`.
     pub fn start(activity: &ActivityCell) -> Self {
-        activity.send_modify(|a| {
-            a.active += 1;
-            a.served += 1;
-        });
+        activity.served.fetch_add(1, Ordering::AcqRel);
+        activity.active.fetch_add(1, Ordering::AcqRel);
         Self(activity.clone())
     }
 }
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.send_modify(|a| {
-            a.active = a.active.saturating_sub(1);
-            if a.active == 0 {
-                a.idle_since = Instant::now();
-            }
-        });
+        let a = &self.0;
+        // Stored before the decrement (see `ActivityState::now`); the
+        // latest end wins when streams of one connection end together.
+        let ended = Instant::now().saturating_duration_since(a.origin);
+        let ended = u64::try_from(ended.as_nanos()).unwrap_or(u64::MAX);
+        a.idle_since.fetch_max(ended, Ordering::AcqRel);
+        a.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -274,11 +307,11 @@ mod tests {
         let a = slots.admit(ip(1)).0.unwrap();
         let r1 = InProgress::start(&a.activity);
         let r2 = InProgress::start(&a.activity);
-        assert_eq!(a.activity.borrow().active, 2);
+        assert_eq!(a.activity.now().active, 2);
         tokio::time::advance(Duration::from_secs(1)).await;
         drop(r1);
         drop(r2);
-        let now = *a.activity.borrow();
+        let now = a.activity.now();
         assert_eq!((now.active, now.served), (0, 2));
         assert_eq!(now.idle_since, Instant::now());
     }

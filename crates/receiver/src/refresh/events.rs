@@ -2,8 +2,11 @@
 //! the response path: the refresher hands them to a bounded channel and a
 //! background task creates them. When the channel is full the Event is
 //! dropped and counted (`warehouse_events_dropped`); a webhook answer never
-//! waits for an Event.
+//! waits for an Event. Refreshes of one Warehouse closer together than
+//! [`COALESCE`] make one Event: a burst of pushes then costs the API server
+//! (and this process) one create call, not one per push.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,7 +18,40 @@ use kube::Api;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// Refreshes of one Warehouse within this time of its last Event make no
+/// Event of their own.
+pub const COALESCE: Duration = Duration::from_secs(1);
+
+/// Warehouses with an Event in the last [`COALESCE`]: which Events to make.
+#[derive(Default)]
+struct Recent {
+    last: HashMap<String, Instant>,
+}
+
+/// Entries kept before the expired ones are swept.
+const RECENT_SWEEP: usize = 4096;
+
+impl Recent {
+    /// Whether an Event for `namespace/name` is due at `now` (and if so,
+    /// remembers it).
+    fn admit(&mut self, namespace: &str, name: &str, now: Instant) -> bool {
+        if self.last.len() >= RECENT_SWEEP {
+            self.last
+                .retain(|_, at| now.saturating_duration_since(*at) < COALESCE);
+        }
+        let key = format!("{namespace}/{name}");
+        match self.last.get(&key) {
+            Some(at) if now.saturating_duration_since(*at) < COALESCE => false,
+            _ => {
+                self.last.insert(key, now);
+                true
+            }
+        }
+    }
+}
 
 /// Reason of refresh Events.
 pub const REASON: &str = "RefreshRequested";
@@ -115,6 +151,7 @@ pub fn spawn(
     let (tx, mut rx) = mpsc::channel::<RefreshEvent>(settings.capacity.max(1));
     let counter = dropped.clone();
     let task = tokio::spawn(async move {
+        let mut recent = Recent::default();
         loop {
             let event = tokio::select! {
                 biased;
@@ -127,6 +164,10 @@ pub fn spawn(
             let Some(namespace) = event.regarding.namespace.clone() else {
                 continue;
             };
+            let name = event.regarding.name.as_deref().unwrap_or_default();
+            if !recent.admit(&namespace, name, Instant::now()) {
+                continue;
+            }
             let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
             let body = build_event(&event, &settings.instance, Utc::now());
             let params = PostParams::default();
@@ -201,6 +242,35 @@ mod tests {
         ev.artifact = "é".repeat(2000);
         let e = build_event(&ev, "i", Utc::now());
         assert!(e.note.unwrap().len() <= 1024);
+    }
+
+    #[test]
+    fn one_event_per_warehouse_and_second() {
+        let mut recent = Recent::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert!(recent.admit("p", "w", t0));
+        assert!(!recent.admit("p", "w", t0 + ms(999)));
+        assert!(recent.admit("p", "other", t0 + ms(10)));
+        assert!(recent.admit("q", "w", t0 + ms(10)));
+        assert!(recent.admit("p", "w", t0 + COALESCE));
+        assert!(!recent.admit("p", "w", t0 + COALESCE + ms(1)));
+    }
+
+    #[test]
+    fn the_memory_of_recent_events_stays_bounded() {
+        let mut recent = Recent::default();
+        let t0 = Instant::now();
+        for i in 0..3 * RECENT_SWEEP {
+            // Each a second apart from the previous sweep's entries.
+            let at = t0 + COALESCE * (i / RECENT_SWEEP) as u32;
+            assert!(recent.admit("p", &format!("w-{i}"), at));
+        }
+        assert!(
+            recent.last.len() <= 2 * RECENT_SWEEP,
+            "{}",
+            recent.last.len()
+        );
     }
 
     #[tokio::test]

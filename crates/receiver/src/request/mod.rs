@@ -60,7 +60,7 @@ use tokio::time::Instant;
 use crate::core::harbor;
 use crate::health::Health;
 use crate::index::{Index, ReceiverEntry, Repositories, WarehouseMatch};
-use crate::metrics::{GaugeGuard, Outcome, OutcomeLabels, RequestLabels, RequestMetrics};
+use crate::metrics::{GaugeGuard, Outcome, RequestMetrics};
 use crate::refresh::deliveries::DeliveryKey;
 use crate::refresh::{Delivered, RefreshSummary, Refresher};
 use budget::BodyBudget;
@@ -233,7 +233,12 @@ pub fn refresh_reply(summary: &RefreshSummary) -> Reply {
         Reply {
             status: StatusCode::OK,
             outcome: Outcome::Refreshed,
-            body: Cow::Owned(format!("{{\"msg\":\"refreshed {total} warehouse(s)\"}}\n")),
+            // The most frequent answer (a push nobody subscribes to) is
+            // not formatted anew each time.
+            body: match total {
+                0 => Cow::Borrowed("{\"msg\":\"refreshed 0 warehouse(s)\"}\n"),
+                _ => Cow::Owned(format!("{{\"msg\":\"refreshed {total} warehouse(s)\"}}\n")),
+            },
         }
     }
 }
@@ -436,28 +441,16 @@ impl Record<'_> {
         self.done = true;
         let ctx = &self.handler.ctx;
         let elapsed = self.arrival.elapsed();
-        let (project, name) = self
+        let labelled = self
             .receiver
             .as_deref()
-            .map(|r| (r.scope.project(), r.name.as_str()))
-            .unwrap_or(("", ""));
+            .map(|r| (&r.counters, r.scope.project(), r.name.as_str()));
         let grace_period = self
             .receiver
             .as_deref()
             .is_some_and(|r| r.grace_until.is_some());
-        let labels = RequestLabels {
-            project: project.to_owned(),
-            receiver: name.to_owned(),
-            outcome,
-        };
-        if grace_period {
-            ctx.metrics.grace_period.get_or_create(&labels).inc();
-        }
-        ctx.metrics.requests.get_or_create(&labels).inc();
-        ctx.metrics
-            .duration
-            .get_or_create(&OutcomeLabels { outcome })
-            .observe(elapsed.as_secs_f64());
+        ctx.metrics.record(labelled, grace_period, outcome, elapsed);
+        let (project, name) = labelled.map_or(("", ""), |(_, p, n)| (p, n));
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_client_error() && outcome != Outcome::ClientGone {
             self.handler.rejections.record(&Rejected {
@@ -1177,6 +1170,7 @@ mod handle_tests {
                 token: crate::core::token::TokenDigest::of(token),
                 why: crate::index::RouteReason::Current,
                 grace_until,
+                counters: Default::default(),
             },
         };
         h.ctx.index.routes.replace(

@@ -546,6 +546,7 @@ pub(super) mod tests {
                 name: "r".into(),
                 token: TokenDigest::of(b"t"),
                 why: crate::index::RouteReason::Current,
+                counters: Default::default(),
                 grace_until: None,
             },
         }

@@ -86,6 +86,7 @@ impl Rotations {
                         token: p.token,
                         why,
                         grace_until: Some(p.until),
+                        counters: Default::default(),
                     },
                 });
             }
@@ -115,6 +116,7 @@ mod tests {
                 token: TokenDigest::of(token.as_bytes()),
                 why: RouteReason::Current,
                 grace_until: None,
+                counters: Default::default(),
             },
         }
     }

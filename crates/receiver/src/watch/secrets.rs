@@ -333,6 +333,7 @@ impl SecretReader {
                         name: wanted.name.to_owned(),
                         token,
                         why: RouteReason::Current,
+                        counters: Default::default(),
                         grace_until: None,
                     },
                 }),
