@@ -10,10 +10,31 @@ use harbor_emulator::{
     TlsOptions, UserSpec,
 };
 use http::Method;
-use serde_json::json;
-use support::{basic, policy, Api};
+use serde_json::{json, Value};
+use support::{admin_auth, basic, policy, serve, Api, Resp};
 
 const POLICIES: &str = "/api/v2.0/projects/team-a/webhook/policies";
+const LIBRARY_POLICIES: &str = "/api/v2.0/projects/library/webhook/policies";
+const NOPE_POLICIES: &str = "/api/v2.0/projects/nope/webhook/policies";
+
+/// A POST of `body` as `content_type` to [`POLICIES`] by the admin.
+async fn raw_post(api: &Api, content_type: &str, body: &[u8]) -> Resp {
+    let admin = admin_auth();
+    api.send(
+        Method::POST,
+        POLICIES,
+        Some(&admin),
+        &[("content-type", content_type)],
+        Some(body.to_vec()),
+    )
+    .await
+    .unwrap()
+}
+
+/// An enabled Default-format policy `name` for `http://r`.
+fn named(name: &str) -> Option<Value> {
+    Some(policy(name, "http://r", "Default", true))
+}
 
 async fn start() -> (Handle, Api) {
     let opts = EmulatorOptions {
@@ -32,9 +53,7 @@ async fn start() -> (Handle, Api) {
         time_scale: 0.01,
         ..EmulatorOptions::default()
     };
-    let h = HarborEmulator::start(opts).await.unwrap();
-    let api = Api::new(h.url());
-    (h, api)
+    serve(opts).await
 }
 
 #[tokio::test]
@@ -50,85 +69,52 @@ async fn ping_needs_no_credentials() {
 #[tokio::test]
 async fn admin_and_allowed_robot_may_manage_policies_a_reader_robot_may_not() {
     let (_h, api) = start().await;
-    let robot = basic("robot$team-a+kargo", "s3cret");
-    let r = api
-        .as_user(
-            Method::POST,
-            POLICIES,
-            &robot,
-            Some(policy("by-robot", "http://r/hook", "Default", true)),
-        )
+    let robot: &str = &basic("robot$team-a+kargo", "s3cret");
+    let reader: &str = &basic("robot$team-a+reader", "r3ad");
+    let by_robot = Some(policy("by-robot", "http://r/hook", "Default", true));
+    api.expect(Some(robot), Method::POST, POLICIES, by_robot, 201)
         .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = api.as_user(Method::GET, POLICIES, &robot, None).await;
-    assert_eq!(r.status, 200);
+    let r = api
+        .expect(Some(robot), Method::GET, POLICIES, None, 200)
+        .await;
     assert_eq!(r.json().as_array().unwrap().len(), 1);
 
-    let reader = basic("robot$team-a+reader", "r3ad");
-    let r = api.as_user(Method::GET, POLICIES, &reader, None).await;
-    assert_eq!(r.status, 200);
-    let r = api
-        .as_user(
-            Method::POST,
-            POLICIES,
-            &reader,
-            Some(policy("nope", "http://r/hook", "Default", true)),
-        )
+    api.expect(Some(reader), Method::GET, POLICIES, None, 200)
         .await;
-    assert_eq!(r.status, 403);
+    let nope = Some(policy("nope", "http://r/hook", "Default", true));
+    let r = api
+        .expect(Some(reader), Method::POST, POLICIES, nope, 403)
+        .await;
     assert_eq!(r.error(), ("FORBIDDEN".into(), "forbidden".into()));
     assert_eq!(
         r.header("content-type"),
         Some("application/json; charset=utf-8")
     );
-    let r = api
-        .as_user(Method::DELETE, &format!("{POLICIES}/1"), &reader, None)
-        .await;
-    assert_eq!(r.status, 403);
-
-    // A robot of team-a has nothing on library (public: it may read the project itself).
-    let r = api
-        .as_user(
-            Method::GET,
-            "/api/v2.0/projects/library/webhook/policies",
-            &robot,
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 403);
-    let r = api
-        .as_user(Method::GET, "/api/v2.0/projects/library", &robot, None)
-        .await;
-    assert_eq!(r.status, 200);
-
-    let r = api.admin(Method::GET, POLICIES, None).await;
-    assert_eq!(r.status, 200);
+    let admin: &str = &admin_auth();
+    api.expect_all(&[
+        (Some(reader), Method::DELETE, &format!("{POLICIES}/1"), 403),
+        // A robot of team-a has nothing on library (public: it may read the project itself).
+        (Some(robot), Method::GET, LIBRARY_POLICIES, 403),
+        (Some(robot), Method::GET, "/api/v2.0/projects/library", 200),
+        (Some(admin), Method::GET, POLICIES, 200),
+    ])
+    .await;
 }
 
 #[tokio::test]
 async fn a_bad_password_is_401_after_harbors_delay_and_never_logged() {
     let (h, api) = start().await;
+    let wrong_password: &str = &basic("admin", "wrong-password");
     let r = api
-        .as_user(
-            Method::GET,
-            POLICIES,
-            &basic("admin", "wrong-password"),
-            None,
-        )
+        .expect(Some(wrong_password), Method::GET, POLICIES, None, 401)
         .await;
-    assert_eq!(r.status, 401);
     assert_eq!(r.error(), ("UNAUTHORIZED".into(), "unauthorized".into()));
-    let r = api.anonymous(Method::GET, POLICIES).await;
-    assert_eq!(r.status, 401);
-    let r = api
-        .as_user(
-            Method::GET,
-            POLICIES,
-            &basic("robot$team-a+kargo", "wrong-secret"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 401);
+    let wrong_secret: &str = &basic("robot$team-a+kargo", "wrong-secret");
+    api.expect_all(&[
+        (None, Method::GET, POLICIES, 401),
+        (Some(wrong_secret), Method::GET, POLICIES, 401),
+    ])
+    .await;
 
     let log = h.requests();
     assert_eq!(log[0].user, None);
@@ -138,18 +124,22 @@ async fn a_bad_password_is_401_after_harbors_delay_and_never_logged() {
     let all = serde_json::to_string(&log).unwrap();
     assert!(!all.contains("wrong-password") && !all.contains("wrong-secret"));
 
-    let r = api.admin(Method::GET, POLICIES, None).await;
-    assert_eq!(r.status, 200);
+    let admin: &str = &admin_auth();
+    api.expect(Some(admin), Method::GET, POLICIES, None, 200)
+        .await;
     assert_eq!(h.requests().last().unwrap().user.as_deref(), Some("admin"));
 }
 
 #[tokio::test]
 async fn create_get_replace_delete() {
     let (_h, api) = start().await;
+    let admin: &str = &admin_auth();
+    let one = &format!("{POLICIES}/1");
     let mut body = policy("kargo", "http://receiver:8080/hook", "CloudEvents", true);
     body.as_object_mut().unwrap().remove("enabled");
-    let r = api.admin(Method::POST, POLICIES, Some(body)).await;
-    assert_eq!(r.status, 201);
+    let r = api
+        .expect(Some(admin), Method::POST, POLICIES, Some(body), 201)
+        .await;
     assert_eq!(
         r.header("location"),
         Some("/api/v2.0/projects/team-a/webhook/policies/1")
@@ -157,9 +147,10 @@ async fn create_get_replace_delete() {
     assert_eq!(r.header("content-type"), None);
     assert!(r.body.is_empty());
 
-    let r = api.admin(Method::GET, &format!("{POLICIES}/1"), None).await;
-    assert_eq!(r.status, 200);
-    let got = r.json();
+    let got = api
+        .expect(Some(admin), Method::GET, one, None, 200)
+        .await
+        .json();
     assert_eq!(got["id"], 1);
     assert_eq!(got["project_id"], 2);
     assert_eq!(got["name"], "kargo");
@@ -184,23 +175,15 @@ async fn create_get_replace_delete() {
         .await;
     assert_eq!(r.json(), got);
 
-    let r = api
-        .admin(
-            Method::PUT,
-            &format!("{POLICIES}/1"),
-            Some(json!({
-                "name": "kargo-renamed",
-                "enabled": true,
-                "event_types": ["PUSH_ARTIFACT", "DELETE_ARTIFACT"],
-                "targets": [{"type": "http", "address": "https://other/hook"}],
-            })),
-        )
+    let replacement = json!({
+        "name": "kargo-renamed",
+        "enabled": true,
+        "event_types": ["PUSH_ARTIFACT", "DELETE_ARTIFACT"],
+        "targets": [{"type": "http", "address": "https://other/hook"}],
+    });
+    api.expect(Some(admin), Method::PUT, one, Some(replacement), 200)
         .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let got = api
-        .admin(Method::GET, &format!("{POLICIES}/1"), None)
-        .await
-        .json();
+    let got = api.admin(Method::GET, one, None).await.json();
     assert_eq!(got["name"], "kargo-renamed");
     assert_eq!(got["enabled"], true);
     assert!(
@@ -215,35 +198,25 @@ async fn create_get_replace_delete() {
     assert_eq!(got["creation_time"], "0001-01-01T00:00:00.000Z");
     assert_eq!(got["update_time"], updated.as_str());
 
-    let r = api
-        .admin(Method::DELETE, &format!("{POLICIES}/1"), None)
+    api.expect(Some(admin), Method::DELETE, one, None, 200)
         .await;
-    assert_eq!(r.status, 200);
-    let r = api.admin(Method::GET, &format!("{POLICIES}/1"), None).await;
-    assert_eq!(r.status, 404);
+    let r = api.expect(Some(admin), Method::GET, one, None, 404).await;
     assert_eq!(
         r.error(),
         ("NOT_FOUND".into(), "notificationPolicy 1 not found".into())
     );
-    let r = api
-        .admin(Method::DELETE, &format!("{POLICIES}/1"), None)
+    api.expect(Some(admin), Method::DELETE, one, None, 404)
         .await;
-    assert_eq!(r.status, 404);
 }
 
 #[tokio::test]
 async fn a_policy_of_another_project_is_not_found() {
     let (_h, api) = start().await;
-    let r = api
-        .admin(
-            Method::POST,
-            "/api/v2.0/projects/library/webhook/policies",
-            Some(policy("p", "http://r", "Default", true)),
-        )
+    let admin: &str = &admin_auth();
+    api.expect(Some(admin), Method::POST, LIBRARY_POLICIES, named("p"), 201)
         .await;
-    assert_eq!(r.status, 201);
-    let r = api.admin(Method::GET, &format!("{POLICIES}/1"), None).await;
-    assert_eq!(r.status, 404);
+    let one = &format!("{POLICIES}/1");
+    let r = api.expect(Some(admin), Method::GET, one, None, 404).await;
     assert_eq!(
         r.error().1,
         "resource not found: project id:2, webhook policy id: 1 not found"
@@ -253,6 +226,7 @@ async fn a_policy_of_another_project_is_not_found() {
 #[tokio::test]
 async fn validation_errors_are_harbors() {
     let (h, api) = start().await;
+    let admin: &str = &admin_auth();
     let cases = [
         (
             json!({"name": "x", "event_types": ["PUSH_ARTIFACT"], "targets": []}),
@@ -289,28 +263,10 @@ async fn validation_errors_are_harbors() {
         assert_eq!(r.error(), ("BAD_REQUEST".into(), message.into()));
     }
     // Binding errors come before any handler check: 422.
-    let r = api
-        .send(
-            Method::POST,
-            POLICIES,
-            Some(&basic("admin", support::ADMIN_PW)),
-            &[("content-type", "application/json")],
-            Some(b"{\"enabled\":\"yes\"}".to_vec()),
-        )
-        .await
-        .unwrap();
+    let r = raw_post(&api, "application/json", b"{\"enabled\":\"yes\"}").await;
     assert_eq!(r.status, 422);
     assert_eq!(r.error(), ("UNPROCESSABLE_ENTITY".into(), "validation failure list:\nparsing policy body from \"\" failed, because json: cannot unmarshal string into Go struct field WebhookPolicy.enabled of type bool".into()));
-    let r = api
-        .send(
-            Method::POST,
-            POLICIES,
-            Some(&basic("admin", support::ADMIN_PW)),
-            &[("content-type", "text/plain")],
-            Some(b"{}".to_vec()),
-        )
-        .await
-        .unwrap();
+    let r = raw_post(&api, "text/plain", b"{}").await;
     assert_eq!(r.status, 422);
     assert!(
         r.error()
@@ -319,24 +275,17 @@ async fn validation_errors_are_harbors() {
         "{}",
         r.error().1
     );
-    let r = api
-        .admin(Method::GET, &format!("{POLICIES}/abc"), None)
-        .await;
-    assert_eq!(r.status, 422);
+    let abc = &format!("{POLICIES}/abc");
+    let r = api.expect(Some(admin), Method::GET, abc, None, 422).await;
     assert_eq!(
         r.error().1,
         "validation failure list:\nwebhook_policy_id in path must be of type int64: \"abc\""
     );
 
     // A missing scheme passes validation and is stored as sent.
-    let r = api
-        .admin(
-            Method::POST,
-            POLICIES,
-            Some(policy("no-scheme", "receiver:8080/hook", "Default", true)),
-        )
+    let no_scheme = Some(policy("no-scheme", "receiver:8080/hook", "Default", true));
+    api.expect(Some(admin), Method::POST, POLICIES, no_scheme, 201)
         .await;
-    assert_eq!(r.status, 201);
     assert_eq!(
         h.policies(Some("team-a"))[0].targets[0].address,
         "receiver:8080/hook"
@@ -346,22 +295,13 @@ async fn validation_errors_are_harbors() {
 #[tokio::test]
 async fn a_duplicate_name_is_a_conflict() {
     let (_h, api) = start().await;
-    let r = api
-        .admin(
-            Method::POST,
-            POLICIES,
-            Some(policy("kargo", "http://r", "Default", true)),
-        )
+    let admin: &str = &admin_auth();
+    api.expect(Some(admin), Method::POST, POLICIES, named("kargo"), 201)
         .await;
-    assert_eq!(r.status, 201);
+    let second = Some(policy("kargo", "http://r2", "Default", true));
     let r = api
-        .admin(
-            Method::POST,
-            POLICIES,
-            Some(policy("kargo", "http://r2", "Default", true)),
-        )
+        .expect(Some(admin), Method::POST, POLICIES, second, 409)
         .await;
-    assert_eq!(r.status, 409);
     assert_eq!(
         r.error(),
         (
@@ -370,44 +310,24 @@ async fn a_duplicate_name_is_a_conflict() {
         )
     );
     // Unique per project only.
-    let r = api
-        .admin(
-            Method::POST,
-            "/api/v2.0/projects/library/webhook/policies",
-            Some(policy("kargo", "http://r", "Default", true)),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let r = api
-        .admin(
-            Method::POST,
-            POLICIES,
-            Some(policy("other", "http://r", "Default", true)),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let r = api
-        .admin(
-            Method::PUT,
-            &format!("{POLICIES}/3"),
-            Some(policy("kargo", "http://r", "Default", true)),
-        )
-        .await;
-    assert_eq!(r.status, 409);
+    let third = &format!("{POLICIES}/3");
+    for (method, path, body, status) in [
+        (Method::POST, LIBRARY_POLICIES, named("kargo"), 201),
+        (Method::POST, POLICIES, named("other"), 201),
+        (Method::PUT, third, named("kargo"), 409),
+    ] {
+        api.expect(Some(admin), method, path, body, status).await;
+    }
 }
 
 #[tokio::test]
 async fn pagination_headers_are_harbors() {
     let (_h, api) = start().await;
+    let admin: &str = &admin_auth();
     for i in 0..12 {
-        let r = api
-            .admin(
-                Method::POST,
-                POLICIES,
-                Some(policy(&format!("p{i:02}"), "http://r", "Default", true)),
-            )
+        let name = format!("p{i:02}");
+        api.expect(Some(admin), Method::POST, POLICIES, named(&name), 201)
             .await;
-        assert_eq!(r.status, 201);
     }
     let r = api.admin(Method::GET, POLICIES, None).await;
     assert_eq!(r.header("x-total-count"), Some("12"));
@@ -450,84 +370,63 @@ async fn pagination_headers_are_harbors() {
     assert_eq!(r.header("x-total-count"), Some("2"));
     assert_eq!(r.header("link"), None);
 
+    let too_big = &format!("{POLICIES}?page_size=101");
     let r = api
-        .admin(Method::GET, &format!("{POLICIES}?page_size=101"), None)
+        .expect(Some(admin), Method::GET, too_big, None, 422)
         .await;
-    assert_eq!(r.status, 422);
     assert_eq!(
         r.error().1,
         "validation failure list:\npage_size in query should be less than or equal to 100"
     );
-    let r = api
-        .admin(Method::GET, &format!("{POLICIES}?q=name"), None)
+    let bad_query = &format!("{POLICIES}?q=name");
+    api.expect(Some(admin), Method::GET, bad_query, None, 400)
         .await;
-    assert_eq!(r.status, 400);
 }
 
 #[tokio::test]
 async fn unknown_projects_answer_like_harbor() {
     let (_h, api) = start().await;
-    let robot = basic("robot$team-a+kargo", "s3cret");
+    let admin: &str = &admin_auth();
+    let robot: &str = &basic("robot$team-a+kargo", "s3cret");
+    let nope_one = &format!("{NOPE_POLICIES}/1");
     // The list checks access first: a robot sees 403, the admin 404.
-    let r = api
-        .as_user(
-            Method::GET,
-            "/api/v2.0/projects/nope/webhook/policies",
-            &robot,
-            None,
-        )
+    api.expect(Some(robot), Method::GET, NOPE_POLICIES, None, 403)
         .await;
-    assert_eq!(r.status, 403);
     let r = api
-        .admin(
-            Method::GET,
-            "/api/v2.0/projects/nope/webhook/policies",
-            None,
-        )
+        .expect(Some(admin), Method::GET, NOPE_POLICIES, None, 404)
         .await;
-    assert_eq!(r.status, 404);
     assert_eq!(
         r.error(),
         ("NOT_FOUND".into(), "project nope not found".into())
     );
-    // A single policy resolves the project first: 404 for anyone.
+    api.expect_all(&[
+        // A single policy resolves the project first: 404 for anyone.
+        (Some(robot), Method::GET, nope_one, 404),
+        (None, Method::GET, nope_one, 404),
+        // Project checks.
+        (Some(admin), Method::GET, "/api/v2.0/projects/nope", 404),
+    ])
+    .await;
     let r = api
-        .as_user(
+        .expect(
+            Some(admin),
             Method::GET,
-            "/api/v2.0/projects/nope/webhook/policies/1",
-            &robot,
+            "/api/v2.0/projects/team-a",
             None,
+            200,
         )
         .await;
-    assert_eq!(r.status, 404);
-    let r = api
-        .anonymous(Method::GET, "/api/v2.0/projects/nope/webhook/policies/1")
-        .await;
-    assert_eq!(r.status, 404);
-    // Project checks.
-    let r = api
-        .admin(Method::GET, "/api/v2.0/projects/nope", None)
-        .await;
-    assert_eq!(r.status, 404);
-    let r = api
-        .admin(Method::GET, "/api/v2.0/projects/team-a", None)
-        .await;
-    assert_eq!(r.status, 200);
     assert_eq!(r.json()["project_id"], 2);
     assert_eq!(r.json()["metadata"]["public"], "false");
-    let r = api
-        .admin(Method::HEAD, "/api/v2.0/projects?project_name=team-a", None)
+    let by_name = |name: &str| format!("/api/v2.0/projects?project_name={name}");
+    api.expect(Some(admin), Method::HEAD, &by_name("team-a"), None, 200)
         .await;
-    assert_eq!(r.status, 200);
     let r = api
-        .admin(Method::HEAD, "/api/v2.0/projects?project_name=nope", None)
+        .expect(Some(admin), Method::HEAD, &by_name("nope"), None, 404)
         .await;
-    assert_eq!(r.status, 404);
     assert!(r.body.is_empty());
-    let r = api
-        .anonymous(Method::HEAD, "/api/v2.0/projects?project_name=team-a")
+    api.expect(None, Method::HEAD, &by_name("team-a"), None, 401)
         .await;
-    assert_eq!(r.status, 401);
     // Unknown paths and methods.
     let r = api.admin(Method::GET, "/api/v2.0/nothing", None).await;
     assert_eq!(
@@ -537,10 +436,8 @@ async fn unknown_projects_answer_like_harbor() {
             "path /api/v2.0/nothing was not found".into()
         )
     );
-    let r = api
-        .admin(Method::PATCH, &format!("{POLICIES}/1"), None)
-        .await;
-    assert_eq!(r.status, 405);
+    let one = &format!("{POLICIES}/1");
+    let r = api.expect(Some(admin), Method::PATCH, one, None, 405).await;
     assert_eq!(
         r.error().1,
         "method PATCH is not allowed, but [DELETE,GET,PUT] are"
@@ -552,12 +449,12 @@ async fn x_is_resource_name_makes_a_numeric_name_a_name() {
     let (h, api) = start().await;
     h.add_project(ProjectSpec::private("2024"));
     let path = "/api/v2.0/projects/2024/webhook/policies";
-    let auth = basic("admin", support::ADMIN_PW);
+    let auth: &str = &admin_auth();
     let r = api
         .send(
             Method::POST,
             path,
-            Some(&auth),
+            Some(auth),
             &[
                 ("content-type", "application/json"),
                 ("x-is-resource-name", "true"),
@@ -569,23 +466,19 @@ async fn x_is_resource_name_makes_a_numeric_name_a_name() {
     assert_eq!(r.status, 201);
     assert_eq!(h.policies(Some("2024")).len(), 1);
     // Without the header "2024" is a project ID, which Harbor does not check on a list.
-    let r = api.admin(Method::GET, path, None).await;
-    assert_eq!(r.status, 200);
+    let r = api.expect(Some(auth), Method::GET, path, None, 200).await;
     assert_eq!(r.header("x-total-count"), Some("0"));
 }
 
 #[tokio::test]
 async fn supported_events() {
     let (_h, api) = start().await;
-    let r = api
-        .admin(
-            Method::GET,
-            "/api/v2.0/projects/team-a/webhook/events",
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200);
-    let v = r.json();
+    let admin: &str = &admin_auth();
+    let events = "/api/v2.0/projects/team-a/webhook/events";
+    let v = api
+        .expect(Some(admin), Method::GET, events, None, 200)
+        .await
+        .json();
     assert_eq!(v["event_type"][0], "PUSH_ARTIFACT");
     assert_eq!(v["notify_type"], json!(["http", "slack"]));
     assert_eq!(
@@ -611,11 +504,7 @@ async fn faults_make_harbor_fail_and_recover() {
     let fresh = Api::new(h.url());
     let mut refused = false;
     for _ in 0..100 {
-        if fresh
-            .send(Method::GET, "/api/v2.0/ping", None, &[], None)
-            .await
-            .is_err()
-        {
+        if fresh.ping().await.is_err() {
             refused = true;
             break;
         }
@@ -627,8 +516,7 @@ async fn faults_make_harbor_fail_and_recover() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let attempt = Api::new(h.url());
-        let call = attempt.send(Method::GET, "/api/v2.0/ping", None, &[], None);
-        match tokio::time::timeout(Duration::from_millis(300), call).await {
+        match tokio::time::timeout(Duration::from_millis(300), attempt.ping()).await {
             Err(_) => break,
             // The listener is being bound again after the refuse fault.
             Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -643,10 +531,7 @@ async fn faults_make_harbor_fail_and_recover() {
     h.set_fault(None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(r) = Api::new(h.url())
-            .send(Method::GET, "/api/v2.0/ping", None, &[], None)
-            .await
-        {
+        if let Ok(r) = Api::new(h.url()).ping().await {
             assert_eq!(r.status, 200);
             break;
         }
@@ -697,43 +582,31 @@ async fn the_api_can_be_served_over_tls() {
 #[tokio::test]
 async fn project_roles_of_local_users() {
     let (h, api) = start().await;
-    h.add_user(UserSpec {
-        username: "maint".into(),
+    let user = |username: &str, role: ProjectRole| UserSpec {
+        username: username.into(),
         password: "pw".into(),
         sysadmin: false,
-        roles: [("team-a".to_string(), ProjectRole::Maintainer)].into(),
-    });
-    h.add_user(UserSpec {
-        username: "dev".into(),
-        password: "pw".into(),
-        sysadmin: false,
-        roles: [("team-a".to_string(), ProjectRole::Developer)].into(),
-    });
-    let maint = basic("maint", "pw");
-    let r = api.as_user(Method::GET, POLICIES, &maint, None).await;
-    assert_eq!(r.status, 200);
-    let r = api
-        .as_user(
-            Method::POST,
-            POLICIES,
-            &maint,
-            Some(policy("m", "http://r", "Default", true)),
-        )
+        roles: [("team-a".to_string(), role)].into(),
+    };
+    h.add_user(user("maint", ProjectRole::Maintainer));
+    h.add_user(user("dev", ProjectRole::Developer));
+    let maint: &str = &basic("maint", "pw");
+    let dev: &str = &basic("dev", "pw");
+    api.expect(Some(maint), Method::GET, POLICIES, None, 200)
         .await;
-    assert_eq!(r.status, 403);
-    let r = api
-        .as_user(Method::GET, POLICIES, &basic("dev", "pw"), None)
+    api.expect(Some(maint), Method::POST, POLICIES, named("m"), 403)
         .await;
-    assert_eq!(r.status, 403);
+    api.expect(Some(dev), Method::GET, POLICIES, None, 403)
+        .await;
     let r = api
-        .as_user(
+        .expect(
+            Some(dev),
             Method::GET,
             "/api/v2.0/projects/team-a",
-            &basic("dev", "pw"),
             None,
+            200,
         )
         .await;
-    assert_eq!(r.status, 200);
     assert_eq!(r.json()["current_user_role_ids"], json!([2]));
     assert_eq!(r.json()["current_user_role_id"], 2);
 }

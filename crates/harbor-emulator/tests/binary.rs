@@ -42,32 +42,16 @@ async fn serves_the_seed_and_exits_cleanly_on_sigterm() {
 
     let api = Api::new(url);
     let policies = "/api/v2.0/projects/team-a/webhook/policies";
-    let r = api
-        .as_user(Method::GET, policies, &basic("admin", "seeded-pw"), None)
+    let admin = basic("admin", "seeded-pw");
+    api.expect(Some(&admin), Method::GET, policies, None, 200)
         .await;
-    assert_eq!(r.status, 200);
     let rx = Receiver::start(vec![]).await;
     let robot = basic("robot$team-a+kargo", "s3cret");
-    let r = api
-        .as_user(
-            Method::POST,
-            policies,
-            &robot,
-            Some(policy("p", &rx.url("/hook"), "Default", true)),
-        )
+    let hook = Some(policy("p", &rx.url("/hook"), "Default", true));
+    api.expect(Some(&robot), Method::POST, policies, hook, 201)
         .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = api
-        .send(
-            Method::POST,
-            "/_emulator/push",
-            None,
-            &[("content-type", "application/json")],
-            Some(br#"{"project":"team-a","repository":"app","tag":"1.0.0"}"#.to_vec()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
+    api.control_push(r#"{"project":"team-a","repository":"app","tag":"1.0.0"}"#)
+        .await;
     let got = rx.wait_for(1).await;
     let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(

@@ -7,11 +7,11 @@ mod support;
 use std::time::Duration;
 
 use harbor_emulator::{
-    DeliveryOptions, EmulatorOptions, Handle, HarborEmulator, ProjectSpec, PushSpec, Status,
+    DeliveryOptions, EmulatorOptions, Execution, Handle, ProjectSpec, PushSpec, Status, Task,
 };
 use http::Method;
 use serde_json::{json, Value};
-use support::{policy, Api, Receiver, Reply};
+use support::{policy, serve, Api, Receiver, Reply};
 
 const POLICIES: &str = "/api/v2.0/projects/team-a/webhook/policies";
 const WAIT: Duration = Duration::from_secs(30);
@@ -30,9 +30,7 @@ async fn start(extra_ca: Option<String>) -> (Handle, Api) {
         },
         ..EmulatorOptions::default()
     };
-    let h = HarborEmulator::start(opts).await.unwrap();
-    let api = Api::new(h.url());
-    (h, api)
+    serve(opts).await
 }
 
 async fn create(api: &Api, body: Value) -> i64 {
@@ -45,6 +43,25 @@ async fn create(api: &Api, body: Value) -> i64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// Pushes `spec` and waits for the first delivery's execution to end.
+async fn push_and_wait(h: &Handle, spec: PushSpec) -> (Execution, Task) {
+    let d = h.push(spec).unwrap();
+    h.wait_execution_done(d[0].execution_id, WAIT)
+        .await
+        .unwrap()
+}
+
+/// The API paths of a policy's executions, an execution's tasks and a task's log.
+fn executions(policy: i64) -> String {
+    format!("{POLICIES}/{policy}/executions")
+}
+fn tasks(policy: i64, execution: i64) -> String {
+    format!("{}/{execution}/tasks", executions(policy))
+}
+fn task_log(policy: i64, execution: i64, task: i64) -> String {
+    format!("{}/{task}/log", tasks(policy, execution))
 }
 
 const DIGEST: &str = "sha256:5d0da3dc976460b72c77d94c8a1ad043720b0416bfc16c52c45d4847e53fadb6";
@@ -106,9 +123,7 @@ async fn default_format_with_harbors_headers() {
     );
 
     // The execution and task as the API shows them.
-    let execs = api
-        .admin(Method::GET, &format!("{POLICIES}/{pid}/executions"), None)
-        .await;
+    let execs = api.admin(Method::GET, &executions(pid), None).await;
     assert_eq!(execs.header("x-total-count"), Some("1"));
     let e = &execs.json()[0];
     assert_eq!(e["id"], d[0].execution_id);
@@ -123,11 +138,7 @@ async fn default_format_with_harbors_headers() {
         json!({"success_task_count": 1, "task_count": 1})
     );
     let tasks = api
-        .admin(
-            Method::GET,
-            &format!("{POLICIES}/{pid}/executions/{}/tasks", d[0].execution_id),
-            None,
-        )
+        .admin(Method::GET, &tasks(pid, d[0].execution_id), None)
         .await;
     let t = &tasks.json()[0];
     assert_eq!(t["id"], d[0].task_id);
@@ -136,10 +147,7 @@ async fn default_format_with_harbors_headers() {
     let log = api
         .admin(
             Method::GET,
-            &format!(
-                "{POLICIES}/{pid}/executions/{}/tasks/{}/log",
-                d[0].execution_id, d[0].task_id
-            ),
+            &task_log(pid, d[0].execution_id, d[0].task_id),
             None,
         )
         .await;
@@ -197,11 +205,7 @@ async fn retries_resend_identical_bodies_until_success() {
     let (h, api) = start(None).await;
     let rx = Receiver::start(vec![Reply::status(500), Reply::status(503)]).await;
     let pid = create(&api, policy("ce", &rx.url("/hook"), "CloudEvents", true)).await;
-    let d = h.push(PushSpec::tag("team-a", "app", "2.0.0")).unwrap();
-    let (e, t) = h
-        .wait_execution_done(d[0].execution_id, WAIT)
-        .await
-        .unwrap();
+    let (e, t) = push_and_wait(&h, PushSpec::tag("team-a", "app", "2.0.0")).await;
     assert_eq!(t.status, Status::Success);
     assert_eq!(t.run_count, 3);
     assert_eq!(e.status, Status::Success);
@@ -212,22 +216,11 @@ async fn retries_resend_identical_bodies_until_success() {
         "byte-identical bodies, same CloudEvents id"
     );
 
-    let tasks = api
-        .admin(
-            Method::GET,
-            &format!("{POLICIES}/{pid}/executions/{}/tasks", e.id),
-            None,
-        )
-        .await
-        .json();
+    let tasks = api.admin(Method::GET, &tasks(pid, e.id), None).await.json();
     assert_eq!(tasks[0]["run_count"], 3);
     assert_eq!(tasks[0]["status"], "Success");
     let log = api
-        .admin(
-            Method::GET,
-            &format!("{POLICIES}/{pid}/executions/{}/tasks/{}/log", e.id, t.id),
-            None,
-        )
+        .admin(Method::GET, &task_log(pid, e.id, t.id), None)
         .await
         .text();
     assert!(log.contains("success to run webhook job"), "{log}");
@@ -243,20 +236,13 @@ async fn three_failures_end_in_error() {
     ])
     .await;
     let pid = create(&api, policy("p", &rx.url("/hook"), "Default", true)).await;
-    let d = h.push(PushSpec::tag("team-a", "app", "1.0.0")).unwrap();
-    let (e, t) = h
-        .wait_execution_done(d[0].execution_id, WAIT)
-        .await
-        .unwrap();
+    let (e, t) = push_and_wait(&h, PushSpec::tag("team-a", "app", "1.0.0")).await;
     h.wait_deliveries_done(WAIT).await.unwrap();
     assert_eq!((t.status, t.run_count), (Status::Error, 3));
     assert_eq!(e.status, Status::Error);
     assert!(e.end_time.is_some());
     assert_eq!(rx.received().len(), 3, "no fourth attempt");
-    let execs = api
-        .admin(Method::GET, &format!("{POLICIES}/{pid}/executions"), None)
-        .await
-        .json();
+    let execs = api.admin(Method::GET, &executions(pid), None).await.json();
     assert_eq!(execs[0]["status"], "Error");
     assert_eq!(
         execs[0]["metrics"],
@@ -280,16 +266,11 @@ async fn a_slow_target_times_out_and_counts_as_failure() {
         time_scale: 0.01,
         ..EmulatorOptions::default()
     };
-    let h = HarborEmulator::start(opts).await.unwrap();
-    let api = Api::new(h.url());
+    let (h, api) = serve(opts).await;
     let slow = Reply::slow(200, Duration::from_secs(2));
     let rx = Receiver::start(vec![slow, slow, slow]).await;
     create(&api, policy("p", &rx.url("/hook"), "Default", true)).await;
-    let d = h.push(PushSpec::tag("team-a", "app", "1.0.0")).unwrap();
-    let (_, t) = h
-        .wait_execution_done(d[0].execution_id, WAIT)
-        .await
-        .unwrap();
+    let (_, t) = push_and_wait(&h, PushSpec::tag("team-a", "app", "1.0.0")).await;
     assert_eq!((t.status, t.run_count), (Status::Error, 3));
     assert!(
         t.log
@@ -440,11 +421,7 @@ async fn https_targets_honour_skip_cert_verify_and_the_extra_ca() {
     // With the test CA configured, a verifying target is delivered.
     let (h, api) = start(Some(ca_pem)).await;
     create(&api, verify).await;
-    let d = h.push(PushSpec::tag("team-a", "app", "1")).unwrap();
-    let (_, t) = h
-        .wait_execution_done(d[0].execution_id, WAIT)
-        .await
-        .unwrap();
+    let (_, t) = push_and_wait(&h, PushSpec::tag("team-a", "app", "1")).await;
     assert_eq!(t.status, Status::Success, "{}", t.log);
     assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }
@@ -455,16 +432,8 @@ async fn the_http_control_endpoint_pushes_for_the_demo() {
     let rx = Receiver::start(vec![]).await;
     create(&api, policy("p", &rx.url("/hook"), "Default", true)).await;
     let r = api
-        .send(
-            Method::POST,
-            "/_emulator/push",
-            None,
-            &[("content-type", "application/json")],
-            Some(br#"{"project":"team-a","repository":"app","tag":"1.2.3"}"#.to_vec()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
+        .control_push(r#"{"project":"team-a","repository":"app","tag":"1.2.3"}"#)
+        .await;
     assert_eq!(r.json()["deliveries"][0]["policy_id"], 1);
     let r = api
         .send(
@@ -493,11 +462,7 @@ async fn redirects_are_followed_like_gos_client() {
     ])
     .await;
     create(&api, policy("p", &rx.url("/hook"), "Default", true)).await;
-    let d = h.push(PushSpec::tag("team-a", "app", "1.0.0")).unwrap();
-    let (_, t) = h
-        .wait_execution_done(d[0].execution_id, WAIT)
-        .await
-        .unwrap();
+    let (_, t) = push_and_wait(&h, PushSpec::tag("team-a", "app", "1.0.0")).await;
     assert_eq!((t.status, t.run_count), (Status::Success, 1));
     let got = rx.received();
     let seen: Vec<(Method, &str, usize)> = got
@@ -535,8 +500,7 @@ async fn a_task_shows_error_while_its_retry_is_pending() {
         },
         ..EmulatorOptions::default()
     };
-    let h = HarborEmulator::start(opts).await.unwrap();
-    let api = Api::new(h.url());
+    let (h, api) = serve(opts).await;
     let rx = Receiver::start(vec![Reply::status(500)]).await;
     create(&api, policy("p", &rx.url("/hook"), "Default", true)).await;
     let d = h.push(PushSpec::tag("team-a", "app", "1.0.0")).unwrap();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use harbor_emulator::{EmulatorOptions, Handle, HarborEmulator};
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -17,6 +18,13 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub const ADMIN_PW: &str = "Harbor12345";
+
+/// An emulator started with `opts`, and a client for its API.
+pub async fn serve(opts: EmulatorOptions) -> (Handle, Api) {
+    let h = HarborEmulator::start(opts).await.unwrap();
+    let api = Api::new(h.url());
+    (h, api)
+}
 
 /// An answer of the API.
 #[derive(Debug)]
@@ -58,6 +66,11 @@ pub fn basic(user: &str, password: &str) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
+}
+
+/// The admin's `authorization` header.
+pub fn admin_auth() -> String {
+    basic("admin", ADMIN_PW)
 }
 
 /// A plain HTTP/1.1 client for the emulator's API.
@@ -107,8 +120,7 @@ impl Api {
 
     /// A JSON call as `admin`.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
-        self.as_user(method, path, &basic("admin", ADMIN_PW), body)
-            .await
+        self.as_user(method, path, &admin_auth(), body).await
     }
 
     pub async fn as_user(
@@ -118,6 +130,21 @@ impl Api {
         auth: &str,
         body: Option<Value>,
     ) -> Resp {
+        self.json(method, path, Some(auth), body).await
+    }
+
+    pub async fn anonymous(&self, method: Method, path: &str) -> Resp {
+        self.json(method, path, None, None).await
+    }
+
+    /// A call with `auth` (`None`: anonymous) and a JSON body, if any.
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         let has_body = body.is_some();
         let body = body.map(|v| serde_json::to_vec(&v).unwrap());
         let headers: &[(&str, &str)] = if has_body {
@@ -125,13 +152,54 @@ impl Api {
         } else {
             &[]
         };
-        self.send(method, path, Some(auth), headers, body)
-            .await
-            .unwrap()
+        self.send(method, path, auth, headers, body).await.unwrap()
     }
 
-    pub async fn anonymous(&self, method: Method, path: &str) -> Resp {
-        self.send(method, path, None, &[], None).await.unwrap()
+    /// A JSON call with `auth` (`None`: anonymous) that must answer
+    /// `status`; the answer, for further checks.
+    pub async fn expect(
+        &self,
+        auth: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Resp {
+        let call = format!("{method} {path}");
+        let r = self.json(method, path, auth, body).await;
+        assert_eq!(r.status, status, "{call}: {}", r.text());
+        r
+    }
+
+    /// Bodyless calls, in turn, each with the status it must answer:
+    /// (auth (`None`: anonymous), method, path, status).
+    pub async fn expect_all(&self, calls: &[(Option<&str>, Method, &str, u16)]) {
+        for (auth, method, path, status) in calls {
+            self.expect(*auth, method.clone(), path, None, *status)
+                .await;
+        }
+    }
+
+    /// `GET /api/v2.0/ping` without credentials; an error when no answer came.
+    pub async fn ping(&self) -> Result<Resp, hyper_util::client::legacy::Error> {
+        self.send(Method::GET, "/api/v2.0/ping", None, &[], None)
+            .await
+    }
+
+    /// The emulator's push control endpoint (the demo's), with a JSON body.
+    pub async fn control_push(&self, body: &str) -> Resp {
+        let r = self
+            .send(
+                Method::POST,
+                "/_emulator/push",
+                None,
+                &[("content-type", "application/json")],
+                Some(body.as_bytes().to_vec()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r
     }
 }
 
