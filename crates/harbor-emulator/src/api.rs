@@ -376,6 +376,23 @@ struct Handler<'a> {
     req: &'a ApiRequest,
 }
 
+/// `found`, the `what` (kind, ID) looked up, when it belongs to `parent`
+/// (kind, ID) by `parent_of`; Harbor's two "not found" answers otherwise.
+fn require_in<T: Clone>(
+    found: Option<&T>,
+    (kind, id): (&str, i64),
+    (parent_kind, parent_id): (&str, i64),
+    parent_of: impl Fn(&T) -> i64,
+) -> Result<T, ApiError> {
+    let item = found.ok_or_else(|| ApiError::not_found(format!("{kind} {id} not found")))?;
+    if parent_of(item) != parent_id {
+        return Err(ApiError::not_found_wrapping(format!(
+            "{kind} {id} not found in {parent_kind} {parent_id}"
+        )));
+    }
+    Ok(item.clone())
+}
+
 fn policy_not_in_project(project_id: i64, policy_id: i64) -> ApiError {
     ApiError::not_found_wrapping(format!(
         "project id:{project_id}, webhook policy id: {policy_id} not found"
@@ -459,31 +476,17 @@ impl Handler<'_> {
     }
 
     fn require_execution(&self, exec_id: i64, policy_id: i64) -> Result<Execution, ApiError> {
-        let e = self
-            .st
-            .executions
-            .get(&exec_id)
-            .ok_or_else(|| ApiError::not_found(format!("execution {exec_id} not found")))?;
-        if e.vendor_id != policy_id {
-            return Err(ApiError::not_found_wrapping(format!(
-                "execution {exec_id} not found in policy {policy_id}"
-            )));
-        }
-        Ok(e.clone())
+        let found = self.st.executions.get(&exec_id);
+        require_in(found, ("execution", exec_id), ("policy", policy_id), |e| {
+            e.vendor_id
+        })
     }
 
     fn require_task(&self, task_id: i64, exec_id: i64) -> Result<Task, ApiError> {
-        let t = self
-            .st
-            .tasks
-            .get(&task_id)
-            .ok_or_else(|| ApiError::not_found(format!("task {task_id} not found")))?;
-        if t.execution_id != exec_id {
-            return Err(ApiError::not_found_wrapping(format!(
-                "task {task_id} not found in execution {exec_id}"
-            )));
-        }
-        Ok(t.clone())
+        let found = self.st.tasks.get(&task_id);
+        require_in(found, ("task", task_id), ("execution", exec_id), |t| {
+            t.execution_id
+        })
     }
 
     fn query(&self) -> Result<query::Query, ApiError> {

@@ -525,3 +525,50 @@ async fn a_task_shows_error_while_its_retry_is_pending() {
     let (_, t) = h.execution(exec).unwrap();
     assert_eq!(t.run_count, 2);
 }
+
+#[tokio::test]
+async fn executions_and_tasks_of_another_policy_or_execution_are_not_found() {
+    let (h, api) = start(None).await;
+    let rx = Receiver::start(vec![]).await;
+    let first = create(&api, policy("a", &rx.url("/a"), "Default", true)).await;
+    let second = create(&api, policy("b", &rx.url("/b"), "Default", true)).await;
+    let d = h.push(PushSpec::tag("team-a", "app", "1.0.0")).unwrap();
+    h.wait_deliveries_done(WAIT).await.unwrap();
+    let of = |policy: i64| d.iter().find(|d| d.policy_id == policy).unwrap();
+    let (a, b) = (of(first), of(second));
+    let cases = [
+        (tasks(first, 999), "execution 999 not found".to_string()),
+        (
+            tasks(second, a.execution_id),
+            format!(
+                "resource not found: execution {} not found in policy {second}",
+                a.execution_id
+            ),
+        ),
+        (
+            task_log(first, a.execution_id, 999),
+            "task 999 not found".to_string(),
+        ),
+        (
+            task_log(first, a.execution_id, b.task_id),
+            format!(
+                "resource not found: task {} not found in execution {}",
+                b.task_id, a.execution_id
+            ),
+        ),
+    ];
+    for (path, message) in cases {
+        let r = api.admin(Method::GET, &path, None).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.error(), ("NOT_FOUND".into(), message), "{path}");
+    }
+    // Found where they belong.
+    let r = api
+        .admin(
+            Method::GET,
+            &task_log(second, b.execution_id, b.task_id),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
