@@ -311,6 +311,14 @@ impl HarborClient {
         format!("{}/webhook/policies", Self::project_path(project))
     }
 
+    fn policy_path(project: &str, id: i64) -> String {
+        format!("{}/{id}", Self::policies_path(project))
+    }
+
+    fn executions_path(project: &str, id: i64) -> String {
+        format!("{}/executions", Self::policy_path(project, id))
+    }
+
     /// Sends one request and reads the whole answer, within the timeout.
     async fn send(
         &self,
@@ -484,7 +492,7 @@ impl HarborClient {
         project: &str,
         id: i64,
     ) -> Result<Option<WebhookPolicy>, HarborError> {
-        let path = format!("{}/{id}", Self::policies_path(project));
+        let path = Self::policy_path(project, id);
         let answer = self.send(Method::GET, &path, None).await?;
         match answer.status {
             s if s.is_success() => {
@@ -544,7 +552,7 @@ impl HarborClient {
         policy: &WebhookPolicy,
     ) -> Result<(), HarborError> {
         let body = encode(policy)?;
-        let path = format!("{}/{id}", Self::policies_path(project));
+        let path = Self::policy_path(project, id);
         let answer = self.send(Method::PUT, &path, Some(body)).await?;
         if answer.status.is_success() {
             return Ok(());
@@ -560,7 +568,7 @@ impl HarborClient {
 
     /// Deletes policy `id` of `project`; `false` when it was already gone.
     pub async fn delete_policy(&self, project: &str, id: i64) -> Result<bool, HarborError> {
-        let path = format!("{}/{id}", Self::policies_path(project));
+        let path = Self::policy_path(project, id);
         let answer = self.send(Method::DELETE, &path, None).await?;
         match answer.status {
             s if s.is_success() => Ok(true),
@@ -584,8 +592,8 @@ impl HarborClient {
     ) -> Result<Vec<Execution>, HarborError> {
         let page_size = limit.clamp(1, PAGE_SIZE).to_string();
         let path = format!(
-            "{}/{id}/executions?{}",
-            Self::policies_path(project),
+            "{}?{}",
+            Self::executions_path(project, id),
             query([("sort", "-id"), ("page", "1"), ("page_size", &page_size)])
         );
         let mut executions: Vec<Execution> = self.list(&path, project, "list executions").await?;
@@ -603,8 +611,8 @@ impl HarborClient {
         execution: i64,
     ) -> Result<Vec<Task>, HarborError> {
         let path = format!(
-            "{}/{id}/executions/{execution}/tasks?page=1&page_size={PAGE_SIZE}",
-            Self::policies_path(project)
+            "{}/{execution}/tasks?page=1&page_size={PAGE_SIZE}",
+            Self::executions_path(project, id)
         );
         self.list(&path, project, "list tasks").await
     }
@@ -619,8 +627,8 @@ impl HarborClient {
         task: i64,
     ) -> Result<String, HarborError> {
         let path = format!(
-            "{}/{id}/executions/{execution}/tasks/{task}/log",
-            Self::policies_path(project)
+            "{}/{execution}/tasks/{task}/log",
+            Self::executions_path(project, id)
         );
         let answer = self
             .send_accepting(Method::GET, &path, None, "text/plain")
@@ -733,17 +741,25 @@ mod tests {
         );
     }
 
+    fn endpoint(url: &str, ca_bundle: Option<&str>) -> Endpoint {
+        Endpoint {
+            url: url.into(),
+            ca_bundle: ca_bundle.map(str::to_owned),
+            insecure_skip_tls_verify: false,
+        }
+    }
+
+    fn credentials(username: &str, password: &str) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
     #[test]
     fn an_unusable_ca_bundle_is_a_settings_error() {
-        let endpoint = Endpoint {
-            url: "https://h".into(),
-            ca_bundle: Some("not pem".into()),
-            insecure_skip_tls_verify: false,
-        };
-        let credentials = Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        };
+        let endpoint = endpoint("https://h", Some("not pem"));
+        let credentials = credentials("u", "p");
         let err = HarborClient::new(&endpoint, &credentials, Duration::from_secs(1)).unwrap_err();
         assert_eq!(err.reason(), error::REASON_INVALID_HARBOR_SETTINGS, "{err}");
     }
@@ -776,11 +792,13 @@ mod tests {
                                 .find_map(|kv| kv.strip_prefix("page="))
                                 .and_then(|p| p.parse().ok())
                                 .unwrap_or(1);
+                            // Answers without a body, in this order.
                             let status = match *req.method() {
                                 Method::HEAD => Some(StatusCode::METHOD_NOT_ALLOWED),
                                 _ if uri.path().contains("/missing/") => {
                                     Some(StatusCode::NOT_FOUND)
                                 }
+                                Method::POST => Some(StatusCode::CREATED),
                                 _ => None,
                             };
                             if let Some(status) = status {
@@ -788,23 +806,18 @@ mod tests {
                                 *r.status_mut() = status;
                                 return Ok::<_, std::convert::Infallible>(r);
                             }
-                            let body = match *req.method() {
-                                Method::POST => {
-                                    let mut r = http::Response::new(Full::new(Bytes::new()));
-                                    *r.status_mut() = StatusCode::CREATED;
-                                    return Ok::<_, std::convert::Infallible>(r);
-                                }
-                                _ => {
-                                    let items: Vec<serde_json::Value> = ((page - 1) * 100
-                                        ..(page * 100).min(150))
-                                        .map(|i| {
-                                            let name = if i == 120 { "ours".to_owned() } else { format!("p{i}") };
-                                            serde_json::json!({"id": i + 1, "name": name, "enabled": true})
-                                        })
-                                        .collect();
-                                    serde_json::to_vec(&items).unwrap()
-                                }
-                            };
+                            let items: Vec<serde_json::Value> = ((page - 1) * 100
+                                ..(page * 100).min(150))
+                                .map(|i| {
+                                    let name = if i == 120 {
+                                        "ours".to_owned()
+                                    } else {
+                                        format!("p{i}")
+                                    };
+                                    serde_json::json!({"id": i + 1, "name": name, "enabled": true})
+                                })
+                                .collect();
+                            let body = serde_json::to_vec(&items).unwrap();
                             Ok(http::Response::new(Full::new(Bytes::from(body))))
                         }
                     });
@@ -819,16 +832,8 @@ mod tests {
     }
 
     fn client_for(url: &str) -> HarborClient {
-        let endpoint = Endpoint {
-            url: url.into(),
-            ca_bundle: None,
-            insecure_skip_tls_verify: false,
-        };
-        let credentials = Credentials {
-            username: "robot$p+k".into(),
-            password: "s".into(),
-        };
-        HarborClient::new(&endpoint, &credentials, Duration::from_secs(10)).unwrap()
+        let credentials = credentials("robot$p+k", "s");
+        HarborClient::new(&endpoint(url, None), &credentials, Duration::from_secs(10)).unwrap()
     }
 
     #[tokio::test]
@@ -868,10 +873,7 @@ mod tests {
 
     #[test]
     fn credentials_never_reach_debug_output() {
-        let c = Credentials {
-            username: "robot$p+k".into(),
-            password: "s3cret".into(),
-        };
+        let c = credentials("robot$p+k", "s3cret");
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }
