@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use e2e::rbac::{Policy, Request, ResourceRequest};
+use e2e::rbac::{request_of, Policy, Request, ResourceRequest};
 use kargo_harbor_receiver::config::Cli;
 use serde_json::Value;
 
@@ -189,9 +189,7 @@ fn every_request_of_the_end_to_end_tests_is_allowed_by_the_chart_rbac() {
         for record in records {
             // Every request counts, those an injected fault answered too:
             // the program made them, so it needs the permission.
-            let request = record
-                .to_request()
-                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let request = request_of(record).unwrap_or_else(|e| panic!("{file}: {e}"));
             if let Some(request) = request {
                 requests.push((
                     file.as_str(),
@@ -233,60 +231,40 @@ fn program_requests(
     const L: &str = "coordination.k8s.io";
     const E: &str = "events.k8s.io";
     const R: &str = "kargo-harbor-receiver.io";
-    let r = ResourceRequest::new;
+    const NS: &str = "kargo-demo";
+    let r = |verb: &str, group: &str, resource: &str, namespace: &str, name: &str| {
+        Request::from(ResourceRequest::new(verb, group, resource, namespace, name))
+    };
     let mut out: Vec<Request> = vec![
         Request::NonResource {
             verb: "get".into(),
             path: "/version".into(),
         },
-        r("patch", K, "warehouses")
-            .in_namespace("kargo-demo")
-            .named("w1")
-            .into(),
-        r("patch", K, "projectconfigs")
-            .in_namespace("kargo-demo")
-            .named("kargo-demo")
-            .on("status")
-            .into(),
-        r("patch", K, "clusterconfigs")
-            .named("cluster")
-            .on("status")
-            .into(),
-        r("create", E, "events").in_namespace("kargo-demo").into(),
-        r("patch", E, "events")
-            .in_namespace("kargo-demo")
-            .named("kargo-demo.18ec681eaa6dc17e")
-            .into(),
-        r("get", L, "leases")
-            .in_namespace(&lease.0)
-            .named(&lease.1)
-            .into(),
-        r("create", L, "leases").in_namespace(&lease.0).into(),
-        r("update", L, "leases")
-            .in_namespace(&lease.0)
-            .named(&lease.1)
-            .into(),
-        r("list", R, "harborwebhookregistrations").into(),
-        r("watch", R, "harborwebhookregistrations").into(),
+        r("patch", K, "warehouses", NS, "w1"),
+        r("patch", K, "projectconfigs/status", NS, NS),
+        r("patch", K, "clusterconfigs/status", "", "cluster"),
+        r("create", E, "events", NS, ""),
+        r("patch", E, "events", NS, "kargo-demo.18ec681eaa6dc17e"),
+        r("get", L, "leases", &lease.0, &lease.1),
+        r("create", L, "leases", &lease.0, ""),
+        r("update", L, "leases", &lease.0, &lease.1),
+        r("list", R, "harborwebhookregistrations", "", ""),
+        r("watch", R, "harborwebhookregistrations", "", ""),
         // The registration controller reads the receiver's config.
-        r("get", K, "projectconfigs")
-            .in_namespace("kargo-demo")
-            .named("kargo-demo")
-            .into(),
-        r("get", K, "clusterconfigs").named("cluster").into(),
-        r("patch", R, "harborwebhookregistrations")
-            .in_namespace("kargo-demo")
-            .named("registration")
-            .into(),
-        r("patch", R, "harborwebhookregistrations")
-            .in_namespace("kargo-demo")
-            .named("registration")
-            .on("status")
-            .into(),
+        r("get", K, "projectconfigs", NS, NS),
+        r("get", K, "clusterconfigs", "", "cluster"),
+        r("patch", R, "harborwebhookregistrations", NS, "registration"),
+        r(
+            "patch",
+            R,
+            "harborwebhookregistrations/status",
+            NS,
+            "registration",
+        ),
     ];
     for res in ["projectconfigs", "clusterconfigs", "warehouses"] {
-        out.push(r("list", K, res).into());
-        out.push(r("watch", K, res).into());
+        out.push(r("list", K, res, "", ""));
+        out.push(r("watch", K, res, "", ""));
     }
     let secret_namespaces: Vec<String> = if watch_namespaces.is_empty() {
         vec!["kargo-demo".into(), "kargo-system-resources".into()]
@@ -294,21 +272,16 @@ fn program_requests(
         watch_namespaces.to_vec()
     };
     for ns in &secret_namespaces {
-        out.push(
-            r("get", "", "secrets")
-                .in_namespace(ns)
-                .named("harbor-wh-secret")
-                .into(),
-        );
+        out.push(r("get", "", "secrets", ns, "harbor-wh-secret"));
     }
     if secret_access == "watch" {
         if watch_namespaces.is_empty() {
-            out.push(r("list", "", "secrets").into());
-            out.push(r("watch", "", "secrets").into());
+            out.push(r("list", "", "secrets", "", ""));
+            out.push(r("watch", "", "secrets", "", ""));
         } else {
             for ns in watch_namespaces {
-                out.push(r("list", "", "secrets").in_namespace(ns).into());
-                out.push(r("watch", "", "secrets").in_namespace(ns).into());
+                out.push(r("list", "", "secrets", ns, ""));
+                out.push(r("watch", "", "secrets", ns, ""));
             }
         }
     }

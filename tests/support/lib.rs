@@ -248,7 +248,7 @@ pub fn request_log_dir() -> PathBuf {
 
 /// Every request log in `dir` (see [`request_log_dir`]): (file name, its
 /// requests), sorted by file name.
-pub fn read_request_logs(dir: &Path) -> anyhow::Result<Vec<(String, Vec<rbac::RecordedRequest>)>> {
+pub fn read_request_logs(dir: &Path) -> anyhow::Result<Vec<(String, Vec<RequestRecord>)>> {
     use anyhow::Context;
     let mut logs = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {

@@ -3,10 +3,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// One served request.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One served request. It reads back from its JSON (the end-to-end tests'
+/// request logs); durations round-trip to the microsecond at least.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestRecord {
     /// HTTP method.
@@ -59,11 +60,16 @@ impl RequestRecord {
     }
 }
 
+/// A duration as milliseconds (a JSON number with a fraction).
 mod millis {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(ms / 1000.0).map_err(serde::de::Error::custom)
     }
 }
 
@@ -86,5 +92,46 @@ impl RequestLog {
     /// Forget all records.
     pub fn clear(&self) {
         self.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_from_its_json() {
+        let record = RequestRecord {
+            method: "PATCH".into(),
+            path: "/apis/g/v1/namespaces/n/things/t/status".into(),
+            status: 200,
+            duration: Duration::from_nanos(1_234_567_891),
+            verb: Some("patch".into()),
+            group: Some("g".into()),
+            resource: Some("things".into()),
+            subresource: Some("status".into()),
+            namespace: Some("n".into()),
+            name: Some("t".into()),
+            injected_fault: true,
+            injected_delay: Duration::from_millis(150),
+            ..RequestRecord::default()
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        let back: RequestRecord = serde_json::from_str(&json).unwrap();
+        let close = |a: Duration, b: Duration| a.abs_diff(b) <= Duration::from_micros(1);
+        assert!(close(back.duration, record.duration), "{back:?}");
+        assert!(
+            close(back.injected_delay, record.injected_delay),
+            "{back:?}"
+        );
+        let same_durations = RequestRecord {
+            duration: record.duration,
+            injected_delay: record.injected_delay,
+            ..back
+        };
+        assert_eq!(same_durations, record);
+        let negative = json.replace("\"injectedDelay\":150.0", "\"injectedDelay\":-1.0");
+        assert_ne!(negative, json);
+        assert!(serde_json::from_str::<RequestRecord>(&negative).is_err());
     }
 }

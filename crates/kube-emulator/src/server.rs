@@ -232,16 +232,7 @@ pub(crate) async fn handle(
         content_type: hdr(header::CONTENT_TYPE),
         accept: hdr(header::ACCEPT),
         user_agent: hdr(header::USER_AGENT),
-        status: 0,
-        duration: Duration::ZERO,
-        verb: None,
-        group: None,
-        resource: None,
-        subresource: None,
-        namespace: None,
-        name: None,
-        injected_fault: false,
-        injected_delay: Duration::ZERO,
+        ..RequestRecord::default()
     };
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
