@@ -39,21 +39,23 @@ fn resource(kind: &str, plural: &str) -> ApiResource {
     )
 }
 
-/// The ProjectConfig of `ns` as raw JSON.
-async fn project_config(client: &Client, ns: &str) -> Option<DynamicObject> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        ns,
-        &resource("ProjectConfig", "projectconfigs"),
-    );
-    api.get_opt(ns).await.ok().flatten()
-}
-
-/// The ClusterConfig as raw JSON.
-async fn cluster_config(client: &Client) -> Option<DynamicObject> {
-    let api: Api<DynamicObject> =
-        Api::all_with(client.clone(), &resource("ClusterConfig", "clusterconfigs"));
-    api.get_opt("cluster").await.ok().flatten()
+/// The ProjectConfig of `ns` (`None`: the ClusterConfig) as raw JSON.
+async fn config(client: &Client, ns: Option<&str>) -> Option<DynamicObject> {
+    let (api, name): (Api<DynamicObject>, &str) = match ns {
+        Some(ns) => (
+            Api::namespaced_with(
+                client.clone(),
+                ns,
+                &resource("ProjectConfig", "projectconfigs"),
+            ),
+            ns,
+        ),
+        None => (
+            Api::all_with(client.clone(), &resource("ClusterConfig", "clusterconfigs")),
+            "cluster",
+        ),
+    };
+    api.get_opt(name).await.ok().flatten()
 }
 
 fn status(obj: &DynamicObject) -> &Value {
@@ -92,6 +94,27 @@ fn is_synced(obj: &DynamicObject) -> bool {
     ready(obj).1 == "Synced"
 }
 
+/// Synced, with the status's own observedGeneration: every receiver synced.
+fn fully_synced(obj: &DynamicObject) -> bool {
+    is_synced(obj) && status(obj).get("observedGeneration").is_some()
+}
+
+/// Waits until the ProjectConfig of `ns` (`None`: the ClusterConfig)
+/// satisfies `pred`.
+async fn wait_config(
+    env: &Env,
+    ns: Option<&str>,
+    what: &str,
+    pred: impl Fn(&DynamicObject) -> bool,
+) -> DynamicObject {
+    wait_for(WAIT, what, || {
+        let client = env.client.clone();
+        let pred = &pred;
+        async move { config(&client, ns).await.filter(|o| pred(o)) }
+    })
+    .await
+}
+
 /// Waits until the ProjectConfig of `ns` satisfies `pred`.
 async fn wait_project(
     env: &Env,
@@ -99,12 +122,7 @@ async fn wait_project(
     what: &str,
     pred: impl Fn(&DynamicObject) -> bool,
 ) -> DynamicObject {
-    wait_for(WAIT, what, || {
-        let client = env.client.clone();
-        let pred = &pred;
-        async move { project_config(&client, ns).await.filter(|o| pred(o)) }
-    })
-    .await
+    wait_config(env, Some(ns), what, pred).await
 }
 
 /// Waits until the ClusterConfig satisfies `pred`.
@@ -113,40 +131,38 @@ async fn wait_cluster(
     what: &str,
     pred: impl Fn(&DynamicObject) -> bool,
 ) -> DynamicObject {
-    wait_for(WAIT, what, || {
-        let client = env.client.clone();
-        let pred = &pred;
-        async move { cluster_config(&client).await.filter(|o| pred(o)) }
-    })
-    .await
+    wait_config(env, None, what, pred).await
 }
 
 fn entry(name: &str, path: &str, base: &str) -> Value {
     json!({"name": name, "path": path, "url": format!("{base}{path}")})
 }
 
-/// The double's status writes in the emulator's log.
-fn double_status_writes(env: &Env) -> usize {
+/// How many of the double's requests in the emulator's log satisfy `pred`.
+fn count_double_requests(env: &Env, pred: impl Fn(&RequestRecord) -> bool) -> usize {
     env.requests()
         .iter()
-        .filter(|r| {
-            is_double_request(r)
-                && r.subresource.as_deref() == Some("status")
-                && r.verb.as_deref() == Some("patch")
-        })
+        .filter(|r| is_double_request(r) && pred(r))
         .count()
+}
+
+/// The double's status writes in the emulator's log.
+fn double_status_writes(env: &Env) -> usize {
+    count_double_requests(env, |r| {
+        r.subresource.as_deref() == Some("status") && r.verb.as_deref() == Some("patch")
+    })
 }
 
 /// The double's Secret GETs in the emulator's log.
 fn double_secret_gets(env: &Env) -> usize {
-    env.requests()
-        .iter()
-        .filter(|r| {
-            is_double_request(r)
-                && r.resource.as_deref() == Some("secrets")
-                && r.verb.as_deref() == Some("get")
-        })
-        .count()
+    count_double_requests(env, |r| {
+        r.resource.as_deref() == Some("secrets") && r.verb.as_deref() == Some("get")
+    })
+}
+
+/// Options of a double that requeues every second.
+fn requeuing() -> KargoDoubleOptions {
+    KargoDoubleOptions::new(BASE_URL).requeue(Duration::from_secs(1))
 }
 
 /// A receiver entry of any type.
@@ -172,10 +188,7 @@ async fn a_github_and_a_harbor_receiver_get_kargos_paths_in_spec_order() {
     )
     .await;
 
-    let pc = wait_project(&env, PROJECT, "a synced ProjectConfig", |o| {
-        is_synced(o) && status(o).get("observedGeneration").is_some()
-    })
-    .await;
+    let pc = wait_project(&env, PROJECT, "a synced ProjectConfig", fully_synced).await;
     let generation = pc.metadata.generation.expect("generation");
     let github = receiver_path("github", PROJECT, "gh-wh-receiver", "gh-value");
     assert_eq!(
@@ -187,16 +200,16 @@ async fn a_github_and_a_harbor_receiver_get_kargos_paths_in_spec_order() {
     );
     assert_eq!(status(&pc)["observedGeneration"], json!(generation));
     assert!(status(&pc).get("lastHandledRefresh").is_none());
-    let conditions = status(&pc)["conditions"].as_array().expect("conditions");
-    assert_eq!(conditions.len(), 1, "{conditions:?}");
-    let ready = &conditions[0];
-    assert_eq!(ready["type"], "Ready");
-    assert_eq!(ready["status"], "True");
-    assert_eq!(ready["reason"], "Synced");
+    assert_eq!(condition_types(&pc), ["Ready"], "{:?}", status(&pc));
     assert_eq!(
-        ready["message"],
-        "ProjectConfig is synced and ready for use"
+        ready(&pc),
+        (
+            "True".into(),
+            "Synced".into(),
+            "ProjectConfig is synced and ready for use".into()
+        )
     );
+    let ready = condition(&pc, "Ready").expect("Ready");
     assert_eq!(ready["observedGeneration"], json!(generation));
     assert!(ready["lastTransitionTime"]
         .as_str()
@@ -244,10 +257,7 @@ async fn a_base_path_is_kept_before_the_receiver_type() {
 #[tokio::test]
 async fn missing_secrets_and_keys_are_reported_in_kargos_words() {
     let env = Env::start().await;
-    let double = start_double(
-        &env,
-        KargoDoubleOptions::new(BASE_URL).requeue(Duration::from_secs(1)),
-    );
+    let double = start_double(&env, requeuing());
     create_namespace(&env.client, PROJECT).await;
     put_secret(&env.client, PROJECT, "no-key", &[("other", "x")]).await;
     put_secret(&env.client, PROJECT, "gh", &[("secret", "v")]).await;
@@ -311,10 +321,7 @@ async fn missing_secrets_and_keys_are_reported_in_kargos_words() {
     })
     .await;
     put_secret(&env.client, PROJECT, "no-key", &[("auth-header", "")]).await;
-    let pc = wait_project(&env, PROJECT, "all synced", |o| {
-        is_synced(o) && status(o).get("observedGeneration").is_some()
-    })
-    .await;
+    let pc = wait_project(&env, PROJECT, "all synced", fully_synced).await;
     assert_eq!(
         ready(&pc),
         (
@@ -341,40 +348,58 @@ async fn every_receiver_type_words_its_missing_key() {
     let double = start_double(&env, KargoDoubleOptions::new(BASE_URL));
     create_namespace(&env.client, PROJECT).await;
     put_secret(&env.client, PROJECT, "unrelated", &[("unrelated", "x")]).await;
-    let types = [
-        "artifactory",
-        "azure",
-        "bitbucket",
-        "dockerhub",
-        "generic",
-        "gitea",
-        "github",
-        "gitlab",
-        "harbor",
-        "quay",
+    // Each type with the cause Kargo words for its missing key.
+    let cases = [
+        (
+            "artifactory",
+            "secret data is not valid for a Artifactory WebhookReceiver",
+        ),
+        (
+            "azure",
+            "missing data key \"secret\" for Azure WebhookReceiver",
+        ),
+        (
+            "bitbucket",
+            "missing data key \"secret\" for Bitbucket WebhookReceiver",
+        ),
+        (
+            "dockerhub",
+            "missing data key \"secret\" for DockerHub WebhookReceiver",
+        ),
+        (
+            "generic",
+            "secret data is not valid for a Generic WebhookReceiver",
+        ),
+        (
+            "gitea",
+            "secret data is not valid for a Gitea WebhookReceiver",
+        ),
+        (
+            "github",
+            "missing \"secret\" data key for GitHub WebhookReceiver",
+        ),
+        (
+            "gitlab",
+            "missing data key \"secret-token\" for GitLab WebhookReceiver",
+        ),
+        (
+            "harbor",
+            "missing data key \"auth-header\" for Harbor WebhookReceiver",
+        ),
+        (
+            "quay",
+            "missing \"secret\" data key for Quay.io WebhookReceiver",
+        ),
     ];
-    let mut receivers: Vec<Value> = types
+    let mut receivers: Vec<Value> = cases
         .iter()
-        .map(|t| receiver(t, &format!("{t}-receiver"), "unrelated"))
+        .map(|(t, _)| receiver(t, &format!("{t}-receiver"), "unrelated"))
         .collect();
     receivers.push(json!({"name": "typeless"}));
     apply_project_config(&env.client, PROJECT, receivers).await;
 
-    let causes = [
-        "secret data is not valid for a Artifactory WebhookReceiver",
-        "missing data key \"secret\" for Azure WebhookReceiver",
-        "missing data key \"secret\" for Bitbucket WebhookReceiver",
-        "missing data key \"secret\" for DockerHub WebhookReceiver",
-        "secret data is not valid for a Generic WebhookReceiver",
-        "secret data is not valid for a Gitea WebhookReceiver",
-        "missing \"secret\" data key for GitHub WebhookReceiver",
-        "missing data key \"secret-token\" for GitLab WebhookReceiver",
-        "missing data key \"auth-header\" for Harbor WebhookReceiver",
-        "missing \"secret\" data key for Quay.io WebhookReceiver",
-    ];
-    let mut errors: Vec<String> = types
+    let mut errors: Vec<String> = cases
         .iter()
-        .zip(causes)
         .map(|(t, cause)| {
             format!(
                 "error syncing WebhookReceiver \"{t}-receiver\": error extracting secret values \
@@ -400,10 +425,7 @@ async fn every_receiver_type_words_its_missing_key() {
 #[tokio::test]
 async fn a_steady_state_writes_nothing() {
     let env = Env::start().await;
-    let double = start_double(
-        &env,
-        KargoDoubleOptions::new(BASE_URL).requeue(Duration::from_secs(1)),
-    );
+    let double = start_double(&env, requeuing());
     env.create_harbor_project("steady-ok", "r", "s", TOKEN)
         .await;
     create_namespace(&env.client, "steady-failing").await;
@@ -413,10 +435,7 @@ async fn a_steady_state_writes_nothing() {
         vec![harbor_receiver("r", "absent")],
     )
     .await;
-    wait_project(&env, "steady-ok", "synced", |o| {
-        is_synced(o) && status(o).get("observedGeneration").is_some()
-    })
-    .await;
+    wait_project(&env, "steady-ok", "synced", fully_synced).await;
     wait_project(&env, "steady-failing", "failing", |o| {
         ready(o).1 == "SyncWebhookReceiversFailed"
     })
@@ -514,12 +533,7 @@ async fn refresh_and_spec_changes_trigger_a_reconcile() {
 async fn the_cluster_config_uses_the_system_resources_namespace_and_no_project() {
     let env = Env::start().await;
     let system = "custom-system";
-    let double = start_double(
-        &env,
-        KargoDoubleOptions::new(BASE_URL)
-            .requeue(Duration::from_secs(1))
-            .system_resources_namespace(system),
-    );
+    let double = start_double(&env, requeuing().system_resources_namespace(system));
     create_namespace(&env.client, system).await;
     create_namespace(&env.client, PROJECT).await;
     put_auth_secret(&env.client, system, "cluster-secret", TOKEN).await;
@@ -546,10 +560,7 @@ async fn the_cluster_config_uses_the_system_resources_namespace_and_no_project()
     assert_eq!(status(&cc)["webhookReceivers"], json!([first]));
 
     put_auth_secret(&env.client, system, "absent", "other-token").await;
-    let cc = wait_cluster(&env, "synced", |o| {
-        is_synced(o) && status(o).get("observedGeneration").is_some()
-    })
-    .await;
+    let cc = wait_cluster(&env, "synced", fully_synced).await;
     assert_eq!(
         ready(&cc),
         (
@@ -588,10 +599,7 @@ async fn a_cluster_config_without_a_system_resources_namespace_fails_as_kargo_do
 #[tokio::test]
 async fn api_errors_odd_objects_and_deletes_do_not_stop_it() {
     let env = Env::start().await;
-    let double = start_double(
-        &env,
-        KargoDoubleOptions::new(BASE_URL).requeue(Duration::from_secs(1)),
-    );
+    let double = start_double(&env, requeuing());
     // A ProjectConfig not named like its namespace: Kargo looks up the
     // ProjectConfig `odd` in namespace `odd`, finds none and does nothing.
     create_namespace(&env.client, PROJECT).await;
@@ -633,10 +641,7 @@ async fn api_errors_odd_objects_and_deletes_do_not_stop_it() {
     );
     env.create_harbor_project(PROJECT, "harbor-wh-receiver", "harbor-wh-secret", TOKEN)
         .await;
-    let pc = wait_project(&env, PROJECT, "synced despite faults", |o| {
-        is_synced(o) && status(o).get("observedGeneration").is_some()
-    })
-    .await;
+    let pc = wait_project(&env, PROJECT, "synced despite faults", fully_synced).await;
     assert_eq!(
         status(&pc)["webhookReceivers"],
         json!([entry("harbor-wh-receiver", VECTOR_PATH, BASE_URL)])
@@ -651,7 +656,7 @@ async fn api_errors_odd_objects_and_deletes_do_not_stop_it() {
     delete(&env.project_configs(PROJECT), PROJECT).await;
     wait_until(WAIT, "the ProjectConfig gone", || {
         let client = env.client.clone();
-        async move { project_config(&client, PROJECT).await.is_none() }
+        async move { config(&client, Some(PROJECT)).await.is_none() }
     })
     .await;
     apply_project_config(
