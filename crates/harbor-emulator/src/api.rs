@@ -475,6 +475,15 @@ impl Handler<'_> {
         Ok(p.clone())
     }
 
+    /// The path's policy as the handlers that read one find it: the project
+    /// resolved first (404 before 403), then `read` on it, then the policy.
+    fn readable_policy(&self) -> Result<Policy, ApiError> {
+        let project_id = self.project_id(&self.project_ref())?;
+        let id_ref = ProjectRef::Id(project_id);
+        self.require(&id_ref, RESOURCE_NOTIFICATION_POLICY, "read")?;
+        self.require_policy(&id_ref, self.params.policy_id)
+    }
+
     fn require_execution(&self, exec_id: i64, policy_id: i64) -> Result<Execution, ApiError> {
         let found = self.st.executions.get(&exec_id);
         require_in(found, ("execution", exec_id), ("policy", policy_id), |e| {
@@ -556,14 +565,7 @@ impl Handler<'_> {
             }
             Op::CreatePolicy => self.create(),
             Op::GetPolicy => {
-                let r = self.project_ref();
-                let project_id = self.project_id(&r)?;
-                self.require(
-                    &ProjectRef::Id(project_id),
-                    RESOURCE_NOTIFICATION_POLICY,
-                    "read",
-                )?;
-                let p = self.require_policy(&ProjectRef::Id(project_id), self.params.policy_id)?;
+                let p = self.readable_policy()?;
                 Ok(json(StatusCode::OK, &p.to_json()))
             }
             Op::UpdatePolicy => self.update(),
@@ -575,11 +577,7 @@ impl Handler<'_> {
                 Ok(empty(StatusCode::OK))
             }
             Op::ListExecutions => {
-                let r = self.project_ref();
-                let project_id = self.project_id(&r)?;
-                let id_ref = ProjectRef::Id(project_id);
-                self.require(&id_ref, RESOURCE_NOTIFICATION_POLICY, "read")?;
-                let p = self.require_policy(&id_ref, self.params.policy_id)?;
+                let p = self.readable_policy()?;
                 let q = self.query()?;
                 let extra = [
                     (
@@ -602,11 +600,7 @@ impl Handler<'_> {
                 Ok(self.list(total, &q, items))
             }
             Op::ListTasks => {
-                let r = self.project_ref();
-                let project_id = self.project_id(&r)?;
-                let id_ref = ProjectRef::Id(project_id);
-                self.require(&id_ref, RESOURCE_NOTIFICATION_POLICY, "read")?;
-                let p = self.require_policy(&id_ref, self.params.policy_id)?;
+                let p = self.readable_policy()?;
                 let e = self.require_execution(self.params.execution_id, p.id)?;
                 let q = self.query()?;
                 let extra = [(
@@ -619,11 +613,7 @@ impl Handler<'_> {
                 Ok(self.list(total, &q, items))
             }
             Op::TaskLog => {
-                let r = self.project_ref();
-                let project_id = self.project_id(&r)?;
-                let id_ref = ProjectRef::Id(project_id);
-                self.require(&id_ref, RESOURCE_NOTIFICATION_POLICY, "read")?;
-                let p = self.require_policy(&id_ref, self.params.policy_id)?;
+                let p = self.readable_policy()?;
                 let e = self.require_execution(self.params.execution_id, p.id)?;
                 let t = self.require_task(self.params.task_id, e.id)?;
                 Ok(text(t.log))
