@@ -75,22 +75,19 @@ async fn world(extra: &[&str]) -> World {
         ))]),
     )
     .await;
-    put_secret(
-        &env.client,
-        NS,
-        CREDENTIALS,
-        &[
-            ("username", &robot_login(HARBOR_PROJECT)),
-            ("password", ROBOT_SECRET),
-        ],
-    )
-    .await;
+    put_credentials(&env, &robot_login(HARBOR_PROJECT), ROBOT_SECRET).await;
     World {
         env,
         harbor,
         app,
         base_url,
     }
+}
+
+/// The robot's Secret [`CREDENTIALS`], with this login.
+async fn put_credentials(env: &Env, username: &str, password: &str) {
+    let data = [("username", username), ("password", password)];
+    put_secret(&env.client, NS, CREDENTIALS, &data).await;
 }
 
 impl World {
@@ -107,6 +104,32 @@ impl World {
         let mut spec = registration_spec(&self.harbor.url(), projects, CREDENTIALS, RECEIVER);
         spec["policy"] = policy;
         apply_registration(&self.env.client, NS, REGISTRATION, spec).await
+    }
+
+    /// Registers [`RECEIVER`] in [`HARBOR_PROJECT`] and waits until it is synced.
+    async fn register_synced(&self) {
+        self.register(&[HARBOR_PROJECT]).await;
+        self.wait_ready("True", "Synced").await;
+    }
+
+    /// Creates `policy` in [`HARBOR_PROJECT`] as Harbor's admin, as someone
+    /// would by hand.
+    async fn create_by_hand(&self, policy: serde_json::Value) {
+        let path = format!("/projects/{HARBOR_PROJECT}/webhook/policies");
+        let answer = harbor_admin(&self.harbor, Method::POST, &path, Some(policy)).await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
+
+    /// The URL the program serves `receiver` of `project` (`""`: the
+    /// ClusterConfig) at, with `token`.
+    fn receiver_url(&self, project: &str, receiver: &str, token: &str) -> String {
+        use kargo_harbor_receiver::core::receiver_path::{receiver_path, BaseUrl};
+        let base = BaseUrl::parse(&self.base_url).unwrap();
+        format!(
+            "{}{}",
+            self.base_url,
+            receiver_path(&base, project, receiver, token)
+        )
     }
 
     /// Waits until the registration's Ready condition has `status` and
@@ -155,13 +178,7 @@ impl World {
     /// The receiver URL as the ProjectConfig's status publishes it, once it
     /// is the one derived from `token`.
     async fn wait_receiver_url(&self, token: &str) -> String {
-        let path = kargo_harbor_receiver::core::receiver_path::receiver_path(
-            &kargo_harbor_receiver::core::receiver_path::BaseUrl::parse(&self.base_url).unwrap(),
-            NS,
-            RECEIVER,
-            token,
-        );
-        let want = format!("{}{path}", self.base_url);
+        let want = self.receiver_url(NS, RECEIVER, token);
         wait_for(DEADLINE, "the receiver URL in status", || async {
             let s = project_status(&self.env.client, NS).await?;
             s.webhook_receivers
@@ -452,19 +469,12 @@ async fn an_edit_in_harbor_is_repaired_at_the_next_resync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_registration_deletes_the_policy() {
     let w = world(&[]).await;
-    w.register(&[HARBOR_PROJECT]).await;
-    w.wait_ready("True", "Synced").await;
+    w.register_synced().await;
     assert_eq!(w.harbor.policies(Some(HARBOR_PROJECT)).len(), 1);
     // A policy someone else made stays.
     let theirs = json!({"name": "by-hand", "enabled": true, "event_types": ["PUSH_ARTIFACT"],
                         "targets": [{"type": "http", "address": "https://other.example.com/x"}]});
-    let path = format!("/projects/{HARBOR_PROJECT}/webhook/policies");
-    assert_eq!(
-        harbor_admin(&w.harbor, Method::POST, &path, Some(theirs))
-            .await
-            .status,
-        201
-    );
+    w.create_by_hand(theirs).await;
 
     let api: Api<HarborWebhookRegistration> = Api::namespaced(w.env.client.clone(), NS);
     delete(&api, REGISTRATION).await;
@@ -489,13 +499,7 @@ async fn a_policy_with_our_name_that_we_did_not_create_is_left_alone() {
     let theirs = json!({"name": POLICY, "description": "made by hand", "enabled": false,
                         "event_types": ["PUSH_ARTIFACT"],
                         "targets": [{"type": "http", "address": "https://other.example.com/x"}]});
-    let path = format!("/projects/{HARBOR_PROJECT}/webhook/policies");
-    assert_eq!(
-        harbor_admin(&w.harbor, Method::POST, &path, Some(theirs))
-            .await
-            .status,
-        201
-    );
+    w.create_by_hand(theirs).await;
     w.register(&[HARBOR_PROJECT]).await;
     let message = w.wait_ready("False", "PolicyNameTaken").await;
     assert!(message.contains("spec.policy.name"), "{message}");
@@ -511,30 +515,12 @@ async fn a_policy_with_our_name_that_we_did_not_create_is_left_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_reported_and_recover_when_fixed() {
     let w = world(&[]).await;
-    put_secret(
-        &w.env.client,
-        NS,
-        CREDENTIALS,
-        &[
-            ("username", &robot_login(HARBOR_PROJECT)),
-            ("password", "wrong"),
-        ],
-    )
-    .await;
+    put_credentials(&w.env, &robot_login(HARBOR_PROJECT), "wrong").await;
     w.register(&[HARBOR_PROJECT]).await;
     let message = w.wait_ready("False", "InvalidCredentials").await;
     assert!(message.contains("401"), "{message}");
     assert!(w.harbor.policies(None).is_empty());
-    put_secret(
-        &w.env.client,
-        NS,
-        CREDENTIALS,
-        &[
-            ("username", &robot_login(HARBOR_PROJECT)),
-            ("password", ROBOT_SECRET),
-        ],
-    )
-    .await;
+    put_credentials(&w.env, &robot_login(HARBOR_PROJECT), ROBOT_SECRET).await;
     w.wait_ready("True", "Synced").await;
     assert_eq!(w.harbor.policies(None).len(), 1);
 }
@@ -585,16 +571,7 @@ async fn an_unknown_harbor_project_is_reported_and_recovers_when_created() {
         .allow_webhooks(HARBOR_PROJECT)
         .allow_webhooks("team-b");
     w.harbor.add_robot(robot);
-    put_secret(
-        &w.env.client,
-        NS,
-        CREDENTIALS,
-        &[
-            ("username", &format!("robot${ROBOT}")),
-            ("password", ROBOT_SECRET),
-        ],
-    )
-    .await;
+    put_credentials(&w.env, &format!("robot${ROBOT}"), ROBOT_SECRET).await;
     w.wait_ready("True", "Synced").await;
     assert_eq!(w.harbor.policies(Some("team-b")).len(), 1);
 }
@@ -633,8 +610,7 @@ async fn a_harbor_that_never_answers_slows_only_its_own_registration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deliveries_subcommand_shows_what_harbor_recorded() {
     let w = world(&[]).await;
-    w.register(&[HARBOR_PROJECT]).await;
-    w.wait_ready("True", "Synced").await;
+    w.register_synced().await;
     assert_eq!(w.push("1.2.3").await, (Status::Success, 1));
     // Every attempt of the next delivery fails: the receiver's refresh
     // PATCH fails, so it answers 500, three times.
@@ -719,14 +695,11 @@ async fn a_cluster_config_receiver_is_registered_too() {
     spec["receiver"]["config"] = json!("ClusterConfig");
     apply_registration(&w.env.client, NS, REGISTRATION, spec).await;
     w.wait_ready("True", "Synced").await;
-    let path = kargo_harbor_receiver::core::receiver_path::receiver_path(
-        &kargo_harbor_receiver::core::receiver_path::BaseUrl::parse(&w.base_url).unwrap(),
-        "",
-        "cluster-receiver",
-        "cluster-token",
-    );
     let p = w.wait_policy("the policy", |_| true).await;
-    assert_eq!(p.targets[0].address, format!("{}{path}", w.base_url));
+    assert_eq!(
+        p.targets[0].address,
+        w.receiver_url("", "cluster-receiver", "cluster-token")
+    );
     assert_eq!(p.targets[0].auth_header, "cluster-token");
     // A ClusterConfig receiver reaches the Warehouses of every project.
     let before = w.refresh_value().await;
