@@ -50,15 +50,7 @@ impl PushSpec {
         repository: impl Into<String>,
         tag: impl Into<String>,
     ) -> Self {
-        PushSpec {
-            project: project.into(),
-            repository: repository.into(),
-            tag: Some(tag.into()),
-            digest: None,
-            operator: default_operator(),
-            request_id: None,
-            occur_at: None,
-        }
+        Self::of(project, repository).with_tag(tag)
     }
 
     /// A push by digest of `project/repository@digest`.
@@ -67,15 +59,26 @@ impl PushSpec {
         repository: impl Into<String>,
         digest: impl Into<String>,
     ) -> Self {
+        Self::of(project, repository).with_digest(digest)
+    }
+
+    /// A push to `project/repository` by the admin, neither tag nor digest
+    /// set yet.
+    fn of(project: impl Into<String>, repository: impl Into<String>) -> Self {
         PushSpec {
             project: project.into(),
             repository: repository.into(),
             tag: None,
-            digest: Some(digest.into()),
+            digest: None,
             operator: default_operator(),
             request_id: None,
             occur_at: None,
         }
+    }
+
+    fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
     }
 
     /// Set the manifest digest.
