@@ -672,3 +672,26 @@ async fn api_errors_odd_objects_and_deletes_do_not_stop_it() {
     assert!(is_synced(&pc));
     double.stop().await;
 }
+
+#[tokio::test]
+async fn secret_names_and_namespaces_that_are_no_path_segment_are_refused_before_any_request() {
+    let env = Env::start().await;
+    let double = start_double(&env, requeuing().system_resources_namespace("bad%ns"));
+    create_namespace(&env.client, PROJECT).await;
+    apply_project_config(&env.client, PROJECT, vec![harbor_receiver("r", "a/b")]).await;
+    apply_cluster_config(&env.client, vec![harbor_receiver("c", "s")]).await;
+    let name = "invalid resource name \"a/b\": [may not contain '/']";
+    let pc = wait_project(&env, PROJECT, "the name refused", |o| {
+        ready(o).2.contains(name)
+    })
+    .await;
+    assert_eq!(ready(&pc).1, "SyncWebhookReceiversFailed");
+    let namespace = "invalid namespace \"bad%ns\": [may not contain '%']";
+    wait_cluster(&env, "the namespace refused", |o| {
+        ready(o).2.contains(namespace)
+    })
+    .await;
+    // Refused here, not by the API server: no Secret was asked for.
+    assert_eq!(double_secret_gets(&env), 0);
+    double.stop().await;
+}

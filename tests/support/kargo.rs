@@ -1113,25 +1113,22 @@ impl Controller {
         namespace: &str,
         name: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        let problems = path_segment_problems(namespace);
-        if !problems.is_empty() {
-            return Err(format!(
-                "invalid namespace {}: [{}]",
-                go_quote(namespace),
+        let segment = |what: &str, value: &str| {
+            let problems = path_segment_problems(value);
+            if problems.is_empty() {
+                return Ok(());
+            }
+            Err(format!(
+                "invalid {what} {}: [{}]",
+                go_quote(value),
                 problems.join(" ")
-            ));
-        }
+            ))
+        };
+        segment("namespace", namespace)?;
         if name.is_empty() {
             return Err("resource name may not be empty".into());
         }
-        let problems = path_segment_problems(name);
-        if !problems.is_empty() {
-            return Err(format!(
-                "invalid resource name {}: [{}]",
-                go_quote(name),
-                problems.join(" ")
-            ));
-        }
+        segment("resource name", name)?;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         match api.get(name).await {
             Ok(secret) => Ok(secret
