@@ -111,6 +111,51 @@ async fn idle_h2_connections_are_closed_whether_they_ping_or_not() {
 }
 
 #[tokio::test]
+async fn idle_http1_keep_alive_connections_are_closed() {
+    let env = Env::start().await;
+    // The header deadline is far beyond the idle one plus the margin: a
+    // close within the margin is the idle timeout's.
+    let app = env
+        .start_app(&["--idle-timeout", "1s", "--header-read-timeout", "10s"])
+        .await;
+    let tcp = TcpStream::connect(app.listen_addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    // Two requests on the one connection: it is kept alive, then idle.
+    for _ in 0..2 {
+        let request = Request::get("http://x/healthz")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+    }
+    let idle = Instant::now();
+    // The sender stays alive: the client never closes the connection
+    // itself, so only the server can end it.
+    tokio::time::timeout(Duration::from_secs(1 + 5), conn)
+        .await
+        .expect("the idle keep-alive connection was closed")
+        .unwrap()
+        .ok();
+    println!(
+        "abuse: idle HTTP/1 keep-alive connection closed after {:?}",
+        idle.elapsed()
+    );
+    assert!(sender.is_closed());
+    let text = app.metrics_text();
+    assert!(
+        text.contains(r#"connections_closed_total{listener="webhook",end="idle"} 1"#),
+        "{text}"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_tls_connection_that_never_finishes_its_handshake_is_closed() {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();

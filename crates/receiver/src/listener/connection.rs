@@ -343,6 +343,12 @@ where
             }
         });
         let wake_at = match idle_deadline {
+            // Before the first request one can start and end at any moment;
+            // the idle deadline it sets can come an idle timeout from now,
+            // before the header deadline.
+            Some(deadline) if now.served == 0 => {
+                deadline.min(Instant::now() + protocols.idle_timeout)
+            }
             Some(deadline) => deadline,
             // Busy (or draining): the earliest an idle deadline can come is
             // a full timeout after a request that ends right now.
