@@ -104,7 +104,8 @@ impl Delivery {
     }
 
     /// The next step for a request matching `matches`; `waited` says
-    /// whether it already saw a job end (then failures are final for it).
+    /// whether a job it started itself has ended (then failures are final
+    /// for it; a failure left by an earlier attempt's job is redone).
     pub fn step(&self, matches: &[WarehouseMatch], waited: bool) -> Step {
         let mut state = self.lock();
         let todo: Vec<WarehouseMatch> = matches

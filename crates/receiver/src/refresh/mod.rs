@@ -350,21 +350,24 @@ impl Refresher {
             delivery: &delivery,
             retried: true,
         };
-        let mut waited = false;
+        // Failures become final for this attempt only once a job it
+        // started itself has ended: a job of an earlier attempt may have
+        // failed during an outage this attempt no longer sees.
+        let mut own_job_ended = false;
         loop {
-            let mut ended = match delivery.step(matches, waited) {
+            let (mut ended, own) = match delivery.step(matches, own_job_ended) {
                 Step::Answer(summary) => {
                     attempt.retried = summary.failed > 0;
                     return Delivered::Done(summary);
                 }
                 Step::Start(todo, ended) => {
                     self.start_job(delivery.clone(), receiver.clone(), todo);
-                    ended
+                    (ended, true)
                 }
-                Step::Wait(ended) => ended,
+                Step::Wait(ended) => (ended, false),
             };
             tokio::select! {
-                _ = ended.changed() => waited = true,
+                _ = ended.changed() => own_job_ended |= own,
                 () = tokio::time::sleep_until(deadline) => return Delivered::Pending,
             }
         }
@@ -811,6 +814,58 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap().failed, 1);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_joining_a_job_that_fails_redoes_the_failures_itself() {
+        // The first attempt's patch hangs (an outage) until --api-timeout.
+        let patcher = FakePatcher::new(true);
+        patcher.hang.lock().unwrap().insert("w".into());
+        let r = Refresher::new(
+            Arc::new(patcher.clone()),
+            Metrics::new().refresh,
+            RefreshSettings {
+                api_timeout: Duration::from_secs(2),
+                concurrency: 4,
+            },
+            None,
+        );
+        let receiver: Arc<str> = Arc::from("recv");
+        let entry = crate::testing::receiver_entry("p", "recv", b"t");
+        let key = DeliveryKey::of(&entry, b"{}");
+        let arrival = Instant::now();
+        let first = r
+            .deliver(
+                key,
+                &receiver,
+                &[wh("w")],
+                arrival,
+                arrival + Duration::from_secs(1),
+            )
+            .await;
+        assert_eq!(first, Delivered::Pending, "the deadline comes first");
+        // The API server recovers; Harbor's retry arrives while the first
+        // job still waits for its timeout, and joins it.
+        patcher.hang.lock().unwrap().clear();
+        let now = Instant::now();
+        let retry = r
+            .deliver(
+                key,
+                &receiver,
+                &[wh("w")],
+                now,
+                now + Duration::from_millis(2500),
+            )
+            .await;
+        let Delivered::Done(summary) = retry else {
+            panic!("the retry ends within its deadline: {retry:?}")
+        };
+        assert_eq!((summary.patched, summary.failed), (1, 0), "{summary:?}");
+        assert_eq!(
+            patcher.values("w").len(),
+            2,
+            "the timed-out patch, then the redo"
+        );
     }
 
     #[tokio::test]
