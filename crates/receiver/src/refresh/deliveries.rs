@@ -103,16 +103,16 @@ impl Delivery {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next step for a request matching `matches`; `waited` says
-    /// whether a job it started itself has ended (then failures are final
-    /// for it; a failure left by an earlier attempt's job is redone).
-    pub fn step(&self, matches: &[WarehouseMatch], waited: bool) -> Step {
+    /// The next step for a request matching `matches`; `own_job_ended`
+    /// says whether a job it started itself has ended (then failures are
+    /// final for it; a failure left by an earlier attempt's job is redone).
+    pub fn step(&self, matches: &[WarehouseMatch], own_job_ended: bool) -> Step {
         let mut state = self.lock();
         let todo: Vec<WarehouseMatch> = matches
             .iter()
             .filter(|m| match state.results.get(&m.warehouse) {
                 None => true,
-                Some(RefreshOutcome::Failed) => !waited,
+                Some(RefreshOutcome::Failed) => !own_job_ended,
                 Some(_) => false,
             })
             .cloned()
@@ -257,8 +257,8 @@ mod tests {
             (wh("a").warehouse, RefreshOutcome::Patched),
             (wh("b").warehouse, RefreshOutcome::Failed),
         ]);
-        // The waiter saw a job end: b's failure is final for it, but c
-        // never ran, so it starts c only.
+        // For a request whose own job has ended, b's failure is final,
+        // but c never ran, so it starts c only.
         let Step::Start(next, _) = d.step(&all, true) else {
             panic!("c never ran")
         };
