@@ -613,15 +613,22 @@ mod tests {
     }
 
     fn refresher(patcher: &Arc<FakePatcher>, concurrency: usize) -> Refresher {
-        Refresher::new(
-            Arc::new(patcher.clone()),
-            Metrics::new().refresh,
+        refresher_with(
+            patcher,
             RefreshSettings {
                 // Virtual where it matters: the timeout test runs on a
                 // paused clock.
                 api_timeout: Duration::from_secs(10),
                 concurrency,
             },
+        )
+    }
+
+    fn refresher_with(patcher: &Arc<FakePatcher>, settings: RefreshSettings) -> Refresher {
+        Refresher::new(
+            Arc::new(patcher.clone()),
+            Metrics::new().refresh,
+            settings,
             None,
         )
     }
@@ -821,14 +828,12 @@ mod tests {
         // The first attempt's patch hangs (an outage) until --api-timeout.
         let patcher = FakePatcher::new(true);
         patcher.hang.lock().unwrap().insert("w".into());
-        let r = Refresher::new(
-            Arc::new(patcher.clone()),
-            Metrics::new().refresh,
+        let r = refresher_with(
+            &patcher,
             RefreshSettings {
                 api_timeout: Duration::from_secs(2),
                 concurrency: 4,
             },
-            None,
         );
         let receiver: Arc<str> = Arc::from("recv");
         let entry = crate::testing::receiver_entry("p", "recv", b"t");
