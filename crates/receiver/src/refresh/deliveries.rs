@@ -161,12 +161,13 @@ fn tally(
         ..RefreshSummary::default()
     };
     for m in matches {
-        match results.get(&m.warehouse) {
-            Some(RefreshOutcome::Patched) => t.patched += 1,
-            Some(RefreshOutcome::Shared) => t.shared += 1,
-            Some(RefreshOutcome::NotFound) => t.not_found += 1,
-            Some(RefreshOutcome::Failed) | None => t.failed += 1,
-        }
+        // No result yet counts as failed: the answer promises nothing for it.
+        t.count(
+            results
+                .get(&m.warehouse)
+                .copied()
+                .unwrap_or(RefreshOutcome::Failed),
+        );
     }
     t
 }

@@ -256,6 +256,16 @@ pub struct RefreshSummary {
 }
 
 impl RefreshSummary {
+    /// Counts one Warehouse's result (`total` is set by the caller).
+    pub(crate) fn count(&mut self, result: RefreshOutcome) {
+        match result {
+            RefreshOutcome::Patched => self.patched += 1,
+            RefreshOutcome::Shared => self.shared += 1,
+            RefreshOutcome::NotFound => self.not_found += 1,
+            RefreshOutcome::Failed => self.failed += 1,
+        }
+    }
+
     /// Warehouses that carry a refresh value set for this delivery
     /// (patched, or satisfied by a shared patch).
     pub fn refreshed(&self) -> usize {
@@ -412,18 +422,15 @@ impl Refresher {
         matches: &[WarehouseMatch],
         arrival: Instant,
     ) -> RefreshSummary {
-        let results = self.refresh_each(receiver, matches, arrival).await;
+        let results = self
+            .refresh_each(&Arc::from(receiver), matches, arrival)
+            .await;
         let mut summary = RefreshSummary {
             total: matches.len(),
             ..RefreshSummary::default()
         };
         for (_, result) in results {
-            match result {
-                RefreshOutcome::Patched => summary.patched += 1,
-                RefreshOutcome::Shared => summary.shared += 1,
-                RefreshOutcome::NotFound => summary.not_found += 1,
-                RefreshOutcome::Failed => summary.failed += 1,
-            }
+            summary.count(result);
         }
         summary
     }
@@ -432,13 +439,12 @@ impl Refresher {
     /// `--refresh-concurrency` at once (and counted in the metrics).
     async fn refresh_each(
         &self,
-        receiver: &str,
+        receiver: &Arc<str>,
         matches: &[WarehouseMatch],
         arrival: Instant,
     ) -> Vec<(WarehouseRef, RefreshOutcome)> {
         // Owned futures: borrowed ones trip the compiler's higher-ranked
         // Send inference once this runs inside a hyper service.
-        let receiver: Arc<str> = Arc::from(receiver);
         let jobs: Vec<_> = matches
             .iter()
             .cloned()
